@@ -1,0 +1,2 @@
+def register(subparsers):
+    """Placeholder: the bench subcommands land here."""

@@ -1,0 +1,53 @@
+"""The ``lab`` command: ``serve``, ``run``, ``grade`` and ``bench``.
+
+Each subcommand lives beside the code it drives and registers itself here through a
+``register(subparsers)`` function; its handler takes the parsed arguments and returns the exit
+status. A ``UsageError`` anywhere becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lab import __version__
+from lab.errors import UsageError
+
+SUBCOMMAND_MODULES = ("lab.servers.cli", "lab.runner.cli", "lab.bench.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lab",
+        description="epoll-lab: reference epoll servers, a scenario runner and grader, a benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"epoll-lab {__version__}")
+    parser.add_argument(
+        "--docker",
+        action="store_true",
+        help="run this command inside the lab's container image (the default where epoll is missing)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in SUBCOMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.docker or sys.platform != "linux":
+            # epoll exists only on Linux: elsewhere the same command runs in the lab's image.
+            from lab.container import run_in_container
+
+            return run_in_container([word for word in argv if word != "--docker"])
+        return args.handler(args)
+    except UsageError as error:
+        print(f"lab {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lab {args.command}: interrupted", file=sys.stderr)
+        return 130

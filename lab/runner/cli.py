@@ -1,0 +1,2 @@
+def register(subparsers):
+    """Placeholder: the runner subcommands land here."""

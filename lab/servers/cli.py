@@ -1,0 +1,86 @@
+"""``lab serve KIND``: run one reference server in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from lab.errors import UsageError
+from lab.servers import KINDS
+from lab.servers.common import ServerOptions
+from lab.units import parse_duration, parse_size
+
+
+def _argument_type(parse):
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = parse.__name__.removeprefix("parse_")
+    return convert
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = ServerOptions()
+    size, duration = _argument_type(parse_size), _argument_type(parse_duration)
+    parser = subparsers.add_parser(
+        "serve",
+        help="run a reference echo server",
+        description="Run one reference epoll echo server until SIGINT or SIGTERM.",
+    )
+    parser.add_argument("kind", choices=KINDS, help="which server")
+    parser.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=_port, default=defaults.port,
+                        help="port to bind; 0 picks a free one (default %(default)s)")
+    parser.add_argument("--verbose", action="store_true", help="log every event (costs speed)")
+    parser.add_argument("--max-buffer", type=size, default=defaults.max_buffer,
+                        help="per-connection output cap; reading pauses when reached (default 1MiB)")
+    parser.add_argument("--stats-file", type=Path,
+                        help="write the counters here (on exit and SIGUSR1) instead of stderr")
+    parser.add_argument("--backlog", type=_positive_int, default=defaults.backlog,
+                        help="listen() backlog (default %(default)s)")
+    parser.add_argument("--threads", type=_positive_int, default=defaults.threads,
+                        help="oneshot: worker threads (default %(default)s)")
+    parser.add_argument("--tick", type=duration, default=defaults.tick,
+                        help="timeout: timerfd period (default 1s)")
+    parser.add_argument("--idle-timeout", type=duration, default=defaults.idle_timeout,
+                        help="timeout: close connections idle this long (default 5s)")
+    parser.add_argument("--drain-timeout", type=duration, default=defaults.drain_timeout,
+                        help="graceful: longest wait for pending output after a signal (default 10s)")
+    parser.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    if args.tick <= 0 or args.idle_timeout <= 0:
+        raise UsageError("--tick and --idle-timeout must be greater than 0")
+    if args.max_buffer < 1:
+        raise UsageError("--max-buffer must be at least 1 byte")
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        verbose=args.verbose,
+        max_buffer=args.max_buffer,
+        stats_file=args.stats_file,
+        backlog=args.backlog,
+        threads=args.threads,
+        tick=args.tick,
+        idle_timeout=args.idle_timeout,
+        drain_timeout=args.drain_timeout,
+    )
+    server = importlib.import_module(f"lab.servers.{args.kind}")
+    return server.serve(options)
