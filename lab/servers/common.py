@@ -13,7 +13,8 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from lab.errors import UsageError
@@ -55,10 +56,16 @@ class Counters:
     eagain: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    bytes_discarded: int = 0  # graceful: read after the shutdown signal, never echoed
     opened: int = 0
     closed: int = 0
     timeouts: int = 0
     accept_paused: int = 0
+
+    @classmethod
+    def total(cls, parts: list[Counters]) -> Counters:
+        """The sum of per-thread counters (threads never share one: += is not atomic)."""
+        return cls(**{f.name: sum(getattr(part, f.name) for part in parts) for f in fields(cls)})
 
 
 @dataclass(slots=True, eq=False)
@@ -166,16 +173,16 @@ class StatsWriter:
     """Writes the counters as one JSON object: to ``--stats-file`` (replaced atomically, so a
     reader never sees half a file) or as a line on stderr. Each write numbers its snapshot."""
 
-    def __init__(self, kind: str, counters: Counters, path: Path | None) -> None:
+    def __init__(self, kind: str, collect: Callable[[], Counters], path: Path | None) -> None:
         self.kind = kind
-        self.counters = counters
+        self.collect = collect
         self.path = Path(path) if path else None
         self.snapshot = 0
 
     def write(self) -> None:
         self.snapshot += 1
         record = {"server": self.kind, "pid": os.getpid(), "snapshot": self.snapshot}
-        record.update(asdict(self.counters))
+        record.update(asdict(self.collect()))
         text = json.dumps(record, sort_keys=True)
         if self.path is None:
             print(text, file=sys.stderr, flush=True)
@@ -197,3 +204,23 @@ def exit_on_signals() -> None:
 
     signal.signal(signal.SIGINT, leave)
     signal.signal(signal.SIGTERM, leave)
+
+
+def run_until_signal(kind: str, server, options: ServerOptions) -> int:
+    """Announce, run ``server.run()`` until SIGINT/SIGTERM, close everything, write the
+    counters. ``server`` has ``listener``, ``run() -> int``, ``close_all()`` and
+    ``totals() -> Counters``."""
+    stats = StatsWriter(kind, server.totals, options.stats_file)
+    stats.on_sigusr1()
+    exit_on_signals()
+    announce(server.listener)
+    try:
+        status = server.run()
+    except ServerExit:
+        status = 0
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not interrupt the cleanup
+            signal.signal(signum, signal.SIG_IGN)
+        server.close_all()
+        stats.write()
+    return status

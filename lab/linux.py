@@ -1,0 +1,89 @@
+"""Thin bindings for timerfd and signalfd.
+
+Python 3.13 added ``os.timerfd_create`` and ``os.timerfd_settime``; on older Pythons, and for
+signalfd (which ``os`` lacks), the libc functions are called through ctypes. Every failure
+raises OSError with the errno the kernel gave, like the ``os`` functions do.
+
+Facts the callers rely on:
+- A timerfd becomes readable when the timer expires; read() returns an 8-byte unsigned count
+  of expirations since the last read (more than 1 if the loop was late), and then the fd is
+  no longer readable until the next expiry.
+- A signalfd only receives signals that are blocked (pthread_sigmask) in every thread;
+  otherwise the normal disposition runs first. read() returns one 128-byte
+  ``struct signalfd_siginfo`` per pending signal, ``ssi_signo`` first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import struct
+import time
+
+CLOCK_MONOTONIC = time.CLOCK_MONOTONIC
+# TFD_* and SFD_* share their values with O_NONBLOCK and O_CLOEXEC (see timerfd_create(2)).
+NONBLOCK_CLOEXEC = os.O_NONBLOCK | os.O_CLOEXEC
+_EXPIRATIONS = struct.Struct("=Q")
+_SIGINFO_SIZE = 128
+_SIGSET_BYTES = 128  # glibc's sigset_t (1024 bits); the kernel reads only the first 8
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+def _check(result: int, what: str) -> int:
+    if result == -1:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+    return result
+
+
+def _timespec(seconds: float) -> _Timespec:
+    whole = int(seconds)
+    return _Timespec(whole, int(round((seconds - whole) * 1e9)))
+
+
+def timerfd_create(clockid: int = CLOCK_MONOTONIC, flags: int = NONBLOCK_CLOEXEC) -> int:
+    if hasattr(os, "timerfd_create"):
+        return os.timerfd_create(clockid, flags=flags)
+    return _check(_libc.timerfd_create(clockid, flags), "timerfd_create")
+
+
+def timerfd_settime(fd: int, initial: float, interval: float) -> None:
+    """Arm the timer: first expiry after ``initial`` seconds, then every ``interval``."""
+    if hasattr(os, "timerfd_settime"):
+        os.timerfd_settime(fd, initial=initial, interval=interval)
+        return
+    spec = _Itimerspec(_timespec(interval), _timespec(initial))
+    _check(_libc.timerfd_settime(fd, 0, ctypes.byref(spec), None), "timerfd_settime")
+
+
+def timerfd_read(fd: int) -> int:
+    """The number of expirations since the last read (raises BlockingIOError if none)."""
+    return _EXPIRATIONS.unpack(os.read(fd, _EXPIRATIONS.size))[0]
+
+
+def signalfd(signals: set[int], flags: int = NONBLOCK_CLOEXEC) -> int:
+    """A new signalfd for ``signals``; block them first with signal.pthread_sigmask."""
+    sigset = ctypes.create_string_buffer(_SIGSET_BYTES)
+    _check(_libc.sigemptyset(sigset), "sigemptyset")
+    for signum in signals:
+        _check(_libc.sigaddset(sigset, int(signum)), f"sigaddset({signum})")
+    return _check(_libc.signalfd(-1, sigset, flags), "signalfd")
+
+
+def signalfd_read(fd: int) -> list[signal.Signals]:
+    """The signals waiting on the signalfd (raises BlockingIOError if none)."""
+    data = os.read(fd, _SIGINFO_SIZE * 16)
+    return [
+        signal.Signals(struct.unpack_from("=I", data, offset)[0])
+        for offset in range(0, len(data), _SIGINFO_SIZE)
+    ]

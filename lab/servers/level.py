@@ -1,0 +1,160 @@
+"""Level-triggered epoll echo server.
+
+Facts about level-triggered epoll, then what they mean for this server:
+
+- epoll_wait() reports an fd for as long as it is ready. Bytes left unread in a socket are
+  reported again on the next wait, so one recv() per event is enough: re-notification does
+  the rest, and a busy client cannot starve the others.
+- The listener is the same: one accept() per event; a burst of connects is picked up over
+  several waits.
+- EPOLLOUT is reported whenever the send buffer has room, which is nearly always. Watching it
+  on an idle connection would wake the loop for nothing, over and over (a busy loop), so it is
+  in the interest set only while the connection's output buffer holds bytes.
+- EPOLLIN stays reported while the peer's EOF is pending, so after recv() returns b"" the
+  connection stops watching EPOLLIN.
+- EPOLLERR and EPOLLHUP are always reported, asked for or not.
+- When accept() fails with EMFILE the connection stays in the backlog and the listener stays
+  ready: a level-triggered loop would spin on it. The listener is unwatched (interest 0)
+  until a connection closes or ACCEPT_RETRY_SECONDS pass.
+- Level triggering tolerates blocking sockets, but one blocking recv() or send() stalls every
+  client, so every socket is non-blocking all the same.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+from lab.servers.common import (
+    ACCEPT_RETRY_SECONDS,
+    FD_EXHAUSTION_ERRNOS,
+    RECV_SIZE,
+    Connection,
+    Counters,
+    ServerOptions,
+    event_log,
+    flush,
+    make_listener,
+    peer_name,
+    run_until_signal,
+)
+
+
+class LevelServer:
+    def __init__(self, options: ServerOptions) -> None:
+        self.max_buffer = options.max_buffer
+        self.counters = Counters()
+        self.log = event_log(options)
+        self.connections: dict[int, Connection] = {}
+        self.accept_paused_until: float | None = None
+        self.listener = make_listener(options.host, options.port, options.backlog)
+        self.epoll = select.epoll()
+        self.epoll.register(self.listener.fileno(), select.EPOLLIN)
+
+    def totals(self) -> Counters:
+        return self.counters
+
+    def run(self) -> int:
+        listen_fd = self.listener.fileno()
+        while True:
+            # Block until something is ready, or briefly while accepting is paused.
+            timeout = ACCEPT_RETRY_SECONDS if self.accept_paused_until is not None else -1
+            events = self.epoll.poll(timeout)
+            self.counters.epoll_waits += 1
+            self.counters.events += len(events)
+            for fd, mask in events:
+                if fd == listen_fd:
+                    self.accept_one()
+                elif (conn := self.connections.get(fd)) is not None:
+                    self.on_connection_event(conn, mask)
+            if self.accept_paused_until is not None and time.monotonic() >= self.accept_paused_until:
+                self.epoll.modify(listen_fd, select.EPOLLIN)
+                self.accept_paused_until = None
+
+    def accept_one(self) -> None:
+        try:
+            sock, address = self.listener.accept()
+        except BlockingIOError:  # the client gave up between the event and accept()
+            self.counters.eagain += 1
+            return
+        except OSError as error:
+            if error.errno in FD_EXHAUSTION_ERRNOS:
+                self.epoll.modify(self.listener.fileno(), 0)
+                self.accept_paused_until = time.monotonic() + ACCEPT_RETRY_SECONDS
+                self.counters.accept_paused += 1
+            return  # ECONNABORTED and friends: that one client is gone, nobody else is hurt
+        self.counters.accepts += 1
+        sock.setblocking(False)  # accept() does not pass O_NONBLOCK on from the listener
+        conn = Connection(sock, sock.fileno(), peer_name(address), interest=select.EPOLLIN)
+        try:
+            self.epoll.register(conn.fd, conn.interest)
+        except OSError:  # ENOMEM/ENOSPC (max_user_watches): refuse this client only
+            sock.close()
+            return
+        self.connections[conn.fd] = conn
+        self.counters.opened += 1
+        if self.log:
+            self.log.opened(conn.fd, conn.peer)
+
+    def on_connection_event(self, conn: Connection, mask: int) -> None:
+        if mask & select.EPOLLERR:  # a reset or an unreachable peer: recv() would only say so
+            self.close(conn, "socket error")
+            return
+        try:
+            if mask & (select.EPOLLIN | select.EPOLLHUP):
+                self.receive(conn)
+            if conn.outbuf:
+                flush(conn, self.counters, self.log)
+        except OSError as error:  # ECONNRESET, EPIPE: only this connection ends
+            self.close(conn, error.strerror or "error")
+            return
+        if conn.peer_closed and not conn.outbuf:
+            self.close(conn, "client closed")
+            return
+        # Read while there is room in the output buffer (bounded memory); watch EPOLLOUT only
+        # while output is pending.
+        wanted = 0
+        if not conn.peer_closed and len(conn.outbuf) < self.max_buffer:
+            wanted |= select.EPOLLIN
+        if conn.outbuf:
+            wanted |= select.EPOLLOUT
+        if wanted != conn.interest:
+            self.epoll.modify(conn.fd, wanted)
+            conn.interest = wanted
+
+    def receive(self, conn: Connection) -> None:
+        """One recv() per event: if more is waiting, the next epoll_wait says so again."""
+        self.counters.recv_calls += 1
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            self.counters.eagain += 1
+            return
+        if not data:
+            conn.peer_closed = True
+            return
+        self.counters.bytes_in += len(data)
+        if self.log:
+            self.log.received(conn.fd, len(data))
+        conn.outbuf += data
+
+    def close(self, conn: Connection, reason: str) -> None:
+        del self.connections[conn.fd]
+        self.epoll.unregister(conn.fd)  # before close(): afterwards the fd number means nothing
+        conn.sock.close()
+        self.counters.closed += 1
+        if self.log:
+            self.log.closed(conn.fd, reason)
+        if self.accept_paused_until is not None:
+            self.accept_paused_until = 0.0  # an fd is free again: resume accepting now
+
+    def close_all(self) -> None:
+        for conn in list(self.connections.values()):
+            self.close(conn, "server exiting")
+        self.epoll.close()
+        self.listener.close()
+
+
+def serve(options: ServerOptions) -> int:
+    return run_until_signal("level", LevelServer(options), options)
