@@ -1,2 +1,142 @@
-def register(subparsers):
-    """Placeholder: the runner subcommands land here."""
+"""``lab run`` and ``lab grade``: the scenario runner and the checklist grader on the command line.
+
+``lab run`` grades one program (a reference server with ``--target KIND``, or any command
+with ``--cmd '... {port}' --as KIND``) on the items of its kind; ``lab grade`` grades a whole
+submission (or, without a file, our own reference servers and benchmark). Both print the
+scorecard, write ``results/<stamp>-<name>/`` and exit 0 when every mandatory item graded
+passed, 1 otherwise, 2 on a usage or scenario error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+from lab.errors import UsageError
+from lab.runner.checklist import CHECKLIST, KINDS
+from lab.units import parse_duration
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", action="append", default=[], metavar="ID_OR_SECTION",
+                        help="grade only this item or section (repeatable), e.g. edge.drains or errors")
+    parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
+                        help="put the run folder under DIR (default results)")
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run scenarios against one server and grade it",
+        description="Run the scenarios against one server and grade it on the checklist items of its kind.",
+        epilog="example: lab run --cmd './zig-out/bin/edge_triggered_epoll {port}' --as edge",
+    )
+    run.add_argument("scenarios", nargs="*", metavar="SCENARIO_OR_DIR",
+                     help="scenario files or folders (default: the shipped scenarios/)")
+    what = run.add_mutually_exclusive_group()
+    what.add_argument("--target", choices=KINDS, help="one of our reference servers")
+    what.add_argument("--cmd", metavar="'COMMAND {port}'", help="any program; {port} becomes a free port")
+    what.add_argument("--list", action="store_true", help="list scenarios and checklist items, run nothing")
+    run.add_argument("--as", dest="kind", choices=KINDS, help="with --cmd: which kind of server it is")
+    run.add_argument("--port", type=_port, help="with --cmd: the fixed port the program listens on")
+    run.add_argument("--idle-timeout", type=_duration, metavar="DURATION",
+                     help="with --cmd --as timeout: the program's idle timeout (default 5s)")
+    run.add_argument("--drain-timeout", type=_duration, metavar="DURATION",
+                     help="with --cmd --as graceful: its longest drain after SIGTERM (default 10s)")
+    _common(run)
+    run.set_defaults(handler=run_command)
+
+    grade = subparsers.add_parser(
+        "grade",
+        help="grade a submission (default: our reference servers, which must score 100)",
+        description="Grade every program of a submission file on the whole checklist. Without a "
+                    "file: our five reference servers and our benchmark.",
+    )
+    grade.add_argument("submission", nargs="?", type=Path, metavar="SUBMISSION.toml",
+                       help="the submission file (see lab/runner/submission.py for its fields)")
+    _common(grade)
+    grade.set_defaults(handler=grade_command)
+
+
+def _target(args: argparse.Namespace):
+    from lab.runner.targets import Target
+
+    if args.cmd is not None:
+        if args.kind is None:
+            raise UsageError("--cmd needs --as KIND (level, edge, oneshot, timeout or graceful)")
+        return Target.command(args.cmd, kind=args.kind, port=args.port, idle_timeout=args.idle_timeout,
+                              drain_timeout=args.drain_timeout, cwd=Path.cwd())
+    if args.target is None:
+        raise UsageError("say what to run against: --target KIND, or --cmd 'COMMAND {port}' --as KIND (or --list)")
+    for flag, value in (("--as", args.kind), ("--port", args.port), ("--idle-timeout", args.idle_timeout),
+                        ("--drain-timeout", args.drain_timeout)):
+        if value is not None:
+            raise UsageError(f"{flag} goes with --cmd, not with --target")
+    return Target.builtin(args.target)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from lab.runner.progress import Progress
+    from lab.runner.run import grade_target, load_scenarios
+
+    if args.list:
+        print(listing(load_scenarios(args.scenarios)))
+        return 0
+    report = grade_target(_target(args), args.only, results_dir=args.results, progress=Progress(),
+                          scenarios=args.scenarios, junit=args.junit)
+    return _print(report)
+
+
+def grade_command(args: argparse.Namespace) -> int:
+    from lab.runner.progress import Progress
+    from lab.runner.run import grade_submission
+    from lab.runner.submission import load_submission, reference
+
+    submission = load_submission(args.submission) if args.submission else reference()
+    report = grade_submission(submission, args.only, results_dir=args.results, progress=Progress(),
+                              junit=args.junit)
+    return _print(report)
+
+
+def _print(report) -> int:
+    from lab.runner.report import terminal_table
+
+    print(terminal_table(report))
+    print(f"results: {report.run_dir}")
+    sys.stdout.flush()
+    return report.exit_status
+
+
+def listing(scenarios: dict) -> str:
+    """``lab run --list``: every scenario and every checklist item, nothing run."""
+    from tabulate import tabulate
+
+    feeds = {name: [item.id for item in CHECKLIST if name in item.scenarios] for name in scenarios}
+    scenario_rows = [
+        [name, scenario.max_clients, textwrap.shorten(scenario.description, 70), ", ".join(feeds[name]) or "-"]
+        for name, scenario in scenarios.items()
+    ]
+    item_rows = [
+        [item.id, item.points, "/".join(item.kinds), item.title, ", ".join(item.scenarios) or "(benchmark client)"]
+        for item in CHECKLIST
+    ]
+    return "\n\n".join([
+        tabulate(scenario_rows, headers=["scenario", "clients", "what it does", "feeds"]),
+        tabulate(item_rows, headers=["item", "points", "programs", "checks that", "scenarios"]),
+    ])

@@ -84,7 +84,7 @@ class Connection:
 
 
 class ServerExit(Exception):
-    """Raised by the SIGINT/SIGTERM handler to leave the event loop cleanly."""
+    """Raised by the SIGINT/SIGTERM handler (see ExitRequest) to leave the event loop."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -195,27 +195,38 @@ class StatsWriter:
         signal.signal(signal.SIGUSR1, lambda signum, frame: self.write())
 
 
-def exit_on_signals() -> None:
-    """SIGINT and SIGTERM raise ServerExit wherever the loop is, so the server closes its fds,
-    writes its counters and exits 0 instead of dying with a traceback."""
+class ExitRequest:
+    """SIGINT and SIGTERM end the server cleanly, never in the middle of an operation.
 
-    def leave(signum: int, frame: object) -> None:
-        raise ServerExit(signum)
+    A Python signal handler runs between two bytecodes of the main thread. Raising there while
+    the loop blocks in epoll_wait() is safe and ends the wait at once; raising anywhere else
+    could cut a send() from its bookkeeping. So the handler raises ServerExit only while the
+    loop says it is ``waiting``, and otherwise sets ``requested`` for the loop to see after the
+    batch of events it is handling.
+    """
 
-    signal.signal(signal.SIGINT, leave)
-    signal.signal(signal.SIGTERM, leave)
+    def __init__(self) -> None:
+        self.waiting = False
+        self.requested = False
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.waiting:
+            raise ServerExit(signum)
+        self.requested = True
 
 
 def run_until_signal(kind: str, server, options: ServerOptions) -> int:
-    """Announce, run ``server.run()`` until SIGINT/SIGTERM, close everything, write the
-    counters. ``server`` has ``listener``, ``run() -> int``, ``close_all()`` and
-    ``totals() -> Counters``."""
+    """Announce, run ``server.run(exit_request)`` until SIGINT/SIGTERM, close everything,
+    write the counters. ``server`` has ``listener``, ``run(ExitRequest) -> int``,
+    ``close_all()`` and ``totals() -> Counters``."""
     stats = StatsWriter(kind, server.totals, options.stats_file)
     stats.on_sigusr1()
-    exit_on_signals()
+    exit_request = ExitRequest()
     announce(server.listener)
     try:
-        status = server.run()
+        status = server.run(exit_request)
     except ServerExit:
         status = 0
     finally:

@@ -31,6 +31,7 @@ from lab.servers.common import (
     RECV_SIZE,
     Connection,
     Counters,
+    ExitRequest,
     ServerOptions,
     event_log,
     flush,
@@ -65,10 +66,12 @@ class EdgeServer:
     def totals(self) -> Counters:
         return self.counters
 
-    def run(self) -> int:
+    def run(self, exit_request: ExitRequest) -> int:
         listen_fd = self.listener.fileno()
-        while self.running:
+        while self.running and not exit_request.requested:
+            exit_request.waiting = True
             events = self.epoll.poll(self.poll_timeout())
+            exit_request.waiting = False
             self.counters.epoll_waits += 1
             self.counters.events += len(events)
             for fd, mask in events:

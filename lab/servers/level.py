@@ -32,6 +32,7 @@ from lab.servers.common import (
     RECV_SIZE,
     Connection,
     Counters,
+    ExitRequest,
     ServerOptions,
     event_log,
     flush,
@@ -55,12 +56,14 @@ class LevelServer:
     def totals(self) -> Counters:
         return self.counters
 
-    def run(self) -> int:
+    def run(self, exit_request: ExitRequest) -> int:
         listen_fd = self.listener.fileno()
-        while True:
+        while not exit_request.requested:
             # Block until something is ready, or briefly while accepting is paused.
             timeout = ACCEPT_RETRY_SECONDS if self.accept_paused_until is not None else -1
+            exit_request.waiting = True
             events = self.epoll.poll(timeout)
+            exit_request.waiting = False
             self.counters.epoll_waits += 1
             self.counters.events += len(events)
             for fd, mask in events:
@@ -71,6 +74,7 @@ class LevelServer:
             if self.accept_paused_until is not None and time.monotonic() >= self.accept_paused_until:
                 self.epoll.modify(listen_fd, select.EPOLLIN)
                 self.accept_paused_until = None
+        return 0
 
     def accept_one(self) -> None:
         try:

@@ -1,0 +1,80 @@
+"""One snapshot of a server's kernel-side state, as a plain dict for results.json and the judges.
+
+The readers are in ``lab.probes``; this module only decides what the checklist needs from
+them and flattens it. Sockets are told apart by their inode: /proc/net/tcp lists the server
+port's listener and accepted connections with the inode that /proc/PID/fd links show and
+that an epoll fd's fdinfo names, so "the client connections registered in epoll" is a set
+intersection, whatever language the server is written in.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from lab import probes
+
+
+def snapshot(pid: int, port: int) -> dict:
+    """What the kernel says about ``pid`` serving ``port`` right now; ``{"alive": False}``
+    when the process is gone."""
+    try:
+        return _snapshot(pid, port)
+    except probes.ProcessGone:
+        return {"alive": False}
+
+
+def _snapshot(pid: int, port: int) -> dict:
+    fds = probes.list_fds(pid)
+    on_port = probes.tcp_sockets(pid, port=port)
+    listener_inodes = {s.inode for s in on_port if s.state == "LISTEN" and s.inode}
+    own_inodes = {entry.inode for entry in fds if entry.kind == probes.SOCKET}
+    connection_inodes = {s.inode for s in on_port if s.state != "LISTEN" and s.inode in own_inodes}
+    registrations = probes.epoll_registrations(pid)
+    targets = [target for entries in registrations.values() for target in entries]
+    registered_fds = {target.fd for target in targets}
+    clients = [target for target in targets if target.inode in connection_inodes]
+    with_out = [target for target in clients if target.wants_out]
+    timerfds = [entry.fd for entry in fds if entry.kind == probes.TIMERFD]
+    signalfds = [entry.fd for entry in fds if entry.kind == probes.SIGNALFD]
+    return {
+        "alive": True,
+        "fds": len(fds),
+        "sockets": len(own_inodes),
+        "blocking_sockets": probes.blocking_socket_fds(pid),
+        "epoll_fds": len(registrations),
+        "registered": len(targets),
+        "listener_registered": any(target.inode in listener_inodes for target in targets),
+        "connections": len(connection_inodes),
+        "clients_registered": len(clients),
+        "clients_et": sum(target.edge_triggered for target in clients),
+        "clients_oneshot": sum(target.oneshot for target in clients),
+        "clients_out": len(with_out),
+        "out_example": _mask_text(with_out[0]) if with_out else None,
+        "client_example": _mask_text(clients[0]) if clients else None,
+        "tcp": probes.tcp_states(on_port),
+        "threads": probes.thread_count(pid),
+        "timerfds": len(timerfds),
+        "timerfds_in_epoll": sum(fd in registered_fds for fd in timerfds),
+        "signalfds_sigterm": sum(_watches_sigterm(pid, fd) for fd in signalfds),
+        "signalfds_in_epoll": sum(fd in registered_fds for fd in signalfds),
+        "cpu": probes.cpu_times(pid).total,
+        "rss": probes.rss_bytes(pid),
+    }
+
+
+def _watches_sigterm(pid: int, fd: int) -> bool:
+    try:
+        return probes.signalfd_info(pid, fd).watches(signal.SIGTERM)
+    except probes.FdGone:
+        return False
+
+
+def _mask_text(target: probes.EpollTarget) -> str:
+    return f"fd {target.fd}: {'|'.join(target.names)}"
+
+
+def cpu_seconds(pid: int) -> float | None:
+    try:
+        return probes.cpu_times(pid).total
+    except probes.ProcessGone:
+        return None

@@ -1,0 +1,308 @@
+"""Run one scenario against a fresh instance of the target and return what each step measured.
+
+The target is started for the scenario (with the scenario's RLIMIT_NOFILE, if any) and is
+stopped when it ends, whatever happens: ``ServerProcess`` kills its whole process group, also
+when a step raises or the user presses Ctrl-C. Every client socket is closed the same way.
+
+The result is ``{save: {...measured values...}}`` plus ``"_run"``: which step the server died
+in, if it did unasked, and its exit status. A server that crashes or hangs does not stop the
+scenario: the remaining steps run against it and record the failures (refused connects, bytes
+never echoed), each within its own deadline.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.runner import evidence
+from lab.runner.scenario import Scenario, Step
+from lab.runner.targets import Target
+from lab.runner.workload import (
+    CAUGHT_UP, EOF, HOST, SENT, Client, connect_clients, pattern_bytes, pump, shut_write,
+)
+from lab.target import ServerProcess
+
+# Progress callback: (scenario, step, clients open now) -> None
+Progress = Callable[[Scenario, Step, int], None]
+SETTLE_INTERVAL = 0.05
+
+
+@dataclass(slots=True)
+class Context:
+    scenario: Scenario
+    target: Target
+    server: ServerProcess
+    observations: dict = field(default_factory=dict)
+    groups: dict[str, list[Client]] = field(default_factory=dict)
+    next_index: int = 0
+    signalled_at: float | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def open_clients(self) -> int:
+        return sum(1 for clients in self.groups.values() for c in clients if c.sock is not None)
+
+    def close_all(self) -> None:
+        for clients in self.groups.values():
+            for client in clients:
+                client.close()
+
+
+def run_scenario(scenario: Scenario, target: Target, log_dir: Path, progress: Progress | None = None) -> dict:
+    """Start the target, run every step, stop the target; raise TargetError only if it never
+    listened."""
+    run: dict = {"died_in_step": None, "status": None}
+    with target.running(log_dir, nofile=scenario.nofile) as server:
+        context = Context(scenario, target, server)
+        observations = context.observations
+        try:
+            for step in scenario.steps:
+                if progress is not None:
+                    progress(scenario, step, context.open_clients())
+                measured = ACTIONS[step.action](context, step)
+                if step.save:
+                    observations[step.save] = measured
+                status = server.process.poll()
+                if status is not None and run["died_in_step"] is None and context.signalled_at is None:
+                    run["died_in_step"] = f"{step.index} ({step.describe()})"
+                    run["status"] = status
+        finally:
+            context.close_all()
+        run["status"] = server.stop()
+    observations["_run"] = run
+    return observations
+
+
+# -- the actions -----------------------------------------------------------------------------
+
+
+def _deadline(step: Step) -> float:
+    return time.monotonic() + step.params["timeout"]  # type: ignore[operator]
+
+
+def do_probe(context: Context, step: Step) -> dict:
+    if context.server.process.poll() is not None:
+        return {"alive": False}
+    return evidence.snapshot(context.server.pid, context.port)
+
+
+def do_connect(context: Context, step: Step) -> dict:
+    wanted = step.params["clients"]
+    started = time.monotonic()
+    clients, failures = connect_clients(wanted, context.port, _deadline(step), context.next_index)
+    context.next_index += wanted
+    context.groups[step.params["group"]] = clients
+    return {
+        "wanted": wanted,
+        "connected": len(clients),
+        "failed": len(failures),
+        "first_error": failures[0] if failures else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _exchange_summary(clients: list[Client], started: float) -> dict:
+    complete = [c for c in clients if c.caught_up and c.mismatch_at is None and not c.ended]
+    return {
+        "clients": len(clients),
+        "ok": len(complete),
+        "mismatched": sum(c.mismatch_at is not None for c in clients),
+        "ended": sum(c.ended for c in clients),
+        "errors": sorted({c.error for c in clients if c.error}),
+        "sent": sum(c.sent for c in clients),
+        "echoed": sum(c.echoed for c in clients),
+        "least_echoed": min((c.echoed for c in clients), default=0),
+        "worst_latency": round(max((c.worst_latency for c in clients), default=0.0), 4),
+        "digests_equal": all(c.sent_hash.digest() == c.echo_hash.digest() for c in clients),
+        "sha256_sent": clients[0].sent_hash.hexdigest() if clients else None,
+        "sha256_echoed": clients[0].echo_hash.hexdigest() if clients else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def do_echo(context: Context, step: Step) -> dict:
+    clients = context.groups[step.params["group"]]
+    message, size, rounds = step.params["message"], step.params["size"], step.params["rounds"]
+    for client in clients:
+        for round_number in range(rounds):
+            if message is not None:
+                payload = message.format(i=client.index, r=round_number).encode()
+            else:
+                payload = _pattern_message(client, size, round_number)
+            client.messages.append(payload)
+    done_before = sum(c.messages_done for c in clients)
+    started = time.monotonic()
+    pump(clients, _deadline(step), CAUGHT_UP)
+    summary = _exchange_summary(clients, started)
+    summary["messages"] = len(clients) * rounds
+    summary["messages_echoed"] = sum(c.messages_done for c in clients) - done_before
+    summary["expected_bytes_each"] = size if size is not None else None
+    return summary
+
+
+def _pattern_message(client: Client, size: int, round_number: int) -> bytes:
+    return pattern_bytes((client.index + 1) * 104729 + round_number * size, size)
+
+
+def do_stream(context: Context, step: Step) -> dict:
+    clients = context.groups[step.params["group"]]
+    for client in clients:
+        client.queue_stream(step.params["size"])
+    signum, after = step.params["signal"], step.params["signal_after"]
+    started = time.monotonic()
+    on_tick = None
+    if signum is not None:
+        def on_tick() -> None:
+            if context.signalled_at is None and sum(c.echoed for c in clients) >= after:
+                context.signalled_at = time.monotonic()
+                context.server.send_signal(signal.Signals[signum])
+    # With a signal the server decides when the streams end (EOF), not the clients.
+    pump(clients, _deadline(step), EOF if signum else CAUGHT_UP, on_tick=on_tick)
+    summary = _exchange_summary(clients, started)
+    summary["size_each"] = step.params["size"]
+    if signum is not None:
+        summary["signalled"] = context.signalled_at is not None
+        summary["eof"] = sum(c.eof and c.error is None for c in clients)
+    return summary
+
+
+def do_send(context: Context, step: Step) -> dict:
+    clients = context.groups[step.params["group"]]
+    for client in clients:
+        if step.params["message"] is not None:
+            client.outbox += step.params["message"].format(i=client.index, r=0).encode()
+        else:
+            client.queue_stream(step.params["size"])
+    started = time.monotonic()
+    pump(clients, _deadline(step), SENT)
+    return {
+        "sent": sum(c.sent for c in clients),
+        "unsent": sum(len(c.outbox) + c.stream_left for c in clients),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def do_finish(context: Context, step: Step) -> dict:
+    clients = context.groups[step.params["group"]]
+    started = time.monotonic()
+    pump(clients, _deadline(step), CAUGHT_UP)
+    return _exchange_summary(clients, started)
+
+
+def do_close(context: Context, step: Step) -> dict:
+    clients = context.groups[step.params["group"]]
+    how = step.params["how"]
+    if how == "half":
+        for client in clients:
+            shut_write(client)
+        started = time.monotonic()
+        pump(clients, _deadline(step), EOF)
+        summary = _exchange_summary(clients, started)
+        summary["eof"] = sum(c.eof and c.error is None for c in clients)
+        summary["unechoed"] = sum(len(c.expect) for c in clients)
+    else:
+        summary = {"closed": len(clients), "how": how}
+    for client in clients:
+        client.close(how)
+    return summary
+
+
+def do_idle(context: Context, step: Step) -> dict:
+    duration = step.params["duration"]
+    pid = context.server.pid
+    before, started = evidence.cpu_seconds(pid), time.monotonic()
+    context.server.wait(duration)  # returns early only if the server dies
+    after, wall = evidence.cpu_seconds(pid), time.monotonic() - started
+    if before is None or after is None:
+        return {"alive": False, "seconds": round(wall, 3)}
+    return {"alive": True, "cpu": round(after - before, 3), "seconds": round(wall, 3),
+            "fraction": round((after - before) / wall, 4)}
+
+
+def do_settle(context: Context, step: Step) -> dict:
+    """Probe until back to the baseline, so a server that closes a little late is not failed."""
+    baseline = context.observations[step.params["baseline"]]
+    deadline = _deadline(step)
+    started = time.monotonic()
+    while True:
+        current = do_probe(context, step)
+        settled = current.get("alive") and _settled(current, baseline)
+        if settled or time.monotonic() >= deadline or not current.get("alive"):
+            current["settled"] = bool(settled)
+            current["seconds"] = round(time.monotonic() - started, 3)
+            return current
+        context.server.wait(SETTLE_INTERVAL)
+
+
+def _settled(current: dict, baseline: dict) -> bool:
+    return (
+        current["fds"] <= baseline.get("fds", 0)
+        and current["registered"] <= baseline.get("registered", 0)
+        and not current["tcp"].get("CLOSE_WAIT")
+    )
+
+
+def do_watch(context: Context, step: Step) -> dict:
+    idle = context.groups[step.params["idle"]]
+    active = context.groups[step.params["active"]]
+    timeout, tolerance = context.target.idle_timeout, step.params["tolerance"]
+    interval = timeout / 4
+    started = time.monotonic()
+    end = started + timeout + tolerance
+    next_ping = started
+    while (now := time.monotonic()) < end:
+        if now >= next_ping:
+            for client in active:
+                if not client.ended and client.sock is not None:
+                    client.messages.append(b"still here\n")
+            next_ping = now + interval
+        pump(idle + active, min(next_ping, end), EOF)
+    idle_closed = [c for c in idle if c.ended]
+    return {
+        "idle_timeout": timeout,
+        "limit": timeout + tolerance,
+        "idle": len(idle),
+        "idle_closed": len(idle_closed),
+        "idle_closed_after": [round(c.ended_at - c.last_active, 3) for c in idle_closed],
+        "active": len(active),
+        "active_closed": sum(c.ended for c in active),
+        "active_echoed": sum(c.messages_done for c in active),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def do_exit(context: Context, step: Step) -> dict:
+    """After a signal: new connections must be refused; then the clients leave (as ``nc``
+    does after EOF) and the server must exit within its drain timeout."""
+    refused = _connect_refused(context.port) if context.server.process.poll() is None else True
+    context.close_all()
+    started = context.signalled_at or time.monotonic()
+    status = context.server.wait(max(0.0, started + context.target.drain_timeout + step.params["timeout"] - time.monotonic()))
+    return {
+        "status": status,
+        "seconds_after_signal": round(time.monotonic() - started, 3) if status is not None else None,
+        "drain_timeout": context.target.drain_timeout,
+        "new_connection_refused": refused,
+    }
+
+
+def _connect_refused(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0):
+            return False
+    except OSError:
+        return True
+
+
+ACTIONS = {
+    "probe": do_probe, "connect": do_connect, "echo": do_echo, "stream": do_stream,
+    "send": do_send, "finish": do_finish, "close": do_close, "idle": do_idle,
+    "settle": do_settle, "watch": do_watch, "exit": do_exit,
+}  # fmt: skip

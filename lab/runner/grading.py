@@ -1,0 +1,377 @@
+"""Observations in, PASS or FAIL out: one pure judge per checklist item.
+
+A judge reads the observations its item names in ``needs`` (``obs["scenario"]["save"]``, the
+dicts the steps recorded) and returns whether the item passed and what was measured, in
+words with the numbers. The evidence on the scorecard is "measured <that>; expected <the
+item's expected value>". No I/O here: the tests feed judges hand-written observations.
+
+When a scenario stopped before saving what an item needs (the target never listened in it,
+or a step failed), the item fails with that reason instead of calling the judge; when the
+server died unasked during a scenario, a failed item's evidence says in which step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from lab.runner.checklist import (
+    EXHAUSTED_CPU_MAX,
+    IDLE_CPU_MAX,
+    RSS_GROWTH_MAX,
+    SLOW_READER_LATENCY_MAX,
+    Item,
+)
+
+MiB = 1024 * 1024
+
+
+@dataclass(slots=True, frozen=True)
+class ItemResult:
+    id: str
+    section: str
+    points: int
+    title: str
+    passed: bool
+    evidence: str
+    hint: str  # empty when it passed
+
+    @property
+    def awarded(self) -> int:
+        return self.points if self.passed else 0
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "awarded": self.awarded}
+
+
+Verdict = tuple[bool, str]  # (passed, what was measured)
+Judge = Callable[[dict], Verdict]
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _echo_words(echo: dict) -> str:
+    return f"{_n(echo['ok'])}/{_n(echo['clients'])} echoed"
+
+
+# -- judges ----------------------------------------------------------------------------------
+
+
+def judge_epoll_created(obs: dict) -> Verdict:
+    loaded = obs["burst-connects"]["loaded"]
+    if not loaded.get("alive"):
+        return False, "the server was not running when probed"
+    registered = "registered" if loaded["listener_registered"] else "NOT registered"
+    return (
+        loaded["epoll_fds"] >= 1 and loaded["listener_registered"],
+        f"{loaded['epoll_fds']} eventpoll fd(s), listening socket {registered}",
+    )
+
+
+def judge_many_clients(obs: dict) -> Verdict:
+    connect, echo = obs["burst-connects"]["connect"], obs["burst-connects"]["echo"]
+    measured = f"{_n(connect['connected'])}/{_n(connect['wanted'])} connected"
+    if connect["failed"]:
+        measured += f" ({connect['first_error']} first)"
+    measured += f", {_echo_words(echo)} (worst {_ms(echo['worst_latency'])})"
+    return connect["connected"] == connect["wanted"] and echo["ok"] == connect["wanted"], measured
+
+
+def judge_echoes(obs: dict) -> Verdict:
+    hello, stream = obs["stream-10mib"]["hello"], obs["stream-10mib"]["stream"]
+    line_ok = hello["ok"] == hello["clients"] == 1
+    streams_ok = stream["ok"] == stream["clients"] > 0 and stream["digests_equal"]
+    return line_ok and streams_ok, (
+        f"line {'echoed' if line_ok else 'NOT echoed'}; {_stream_words(stream)}"
+    )
+
+
+def _stream_words(stream: dict) -> str:
+    size = stream["size_each"] / MiB
+    digests = "equal" if stream["digests_equal"] else "DIFFERENT"
+    words = (f"{stream['ok']}/{stream['clients']} streams of {size:g} MiB complete, "
+             f"{_n(stream['echoed'])}/{_n(stream['sent'])} bytes back, SHA-256 {digests}")
+    if stream["mismatched"]:
+        words += f", {stream['mismatched']} with wrong bytes"
+    return words
+
+
+def judge_no_close_wait(obs: dict) -> Verdict:
+    after = obs["burst-connects"]["after"]
+    if not after.get("alive"):
+        return False, "the server was gone after the clients left"
+    close_wait = after["tcp"].get("CLOSE_WAIT", 0)
+    return close_wait == 0, f"{_n(close_wait)} socket(s) in CLOSE_WAIT {after['seconds']:g} s after the clients closed"
+
+
+def judge_survives_reset(obs: dict) -> Verdict:
+    echo = obs["faults"]["after_reset"]
+    if echo["clients"] == 0:
+        return False, "after the reset a new client could not even connect"
+    return echo["ok"] == echo["clients"], f"after the reset a new client: {_echo_words(echo)}"
+
+
+def judge_nonblocking(obs: dict) -> Verdict:
+    loaded = obs["burst-connects"]["loaded"]
+    if not loaded.get("alive"):
+        return False, "the server was not running when probed"
+    blocking = loaded["blocking_sockets"]
+    listed = ", ".join(map(str, blocking[:5])) + (" ..." if len(blocking) > 5 else "")
+    measured = f"{len(blocking)} of {_n(loaded['sockets'])} socket fds without O_NONBLOCK"
+    return not blocking and loaded["sockets"] > 0, measured + (f" (fd {listed})" if blocking else "")
+
+
+def judge_epollet(obs: dict) -> Verdict:
+    loaded = obs["burst-connects"]["loaded"]
+    registered = loaded.get("clients_registered", 0)
+    measured = f"{_n(loaded.get('clients_et', 0))}/{_n(registered)} client registrations with EPOLLET"
+    if loaded.get("client_example"):
+        measured += f" (e.g. {loaded['client_example']})"
+    return registered > 0 and loaded["clients_et"] == registered, measured
+
+
+def judge_drains(obs: dict) -> Verdict:
+    burst = obs["burst-then-wait"]["burst"]
+    want = burst["expected_bytes_each"]
+    if burst["clients"] == 0:
+        return False, "the client could not connect"
+    if burst["ok"] == 1:
+        return True, f"{_n(burst['echoed'])} of {_n(want)} bytes echoed in {_ms(burst['seconds'])}"
+    return False, (f"{_n(want)} bytes sent in one write, {_n(burst['echoed'])} echoed, "
+                   f"then nothing for {burst['seconds']:g} s")
+
+
+def judge_write_buffering(obs: dict) -> Verdict:
+    stream, finish = obs["stream-10mib"]["stream"], obs["slow-reader"]["finish"]
+    streams_ok = stream["ok"] == stream["clients"] > 0 and stream["digests_equal"]
+    slow_ok = finish["ok"] == finish["clients"] > 0 and finish["digests_equal"]
+    return streams_ok and slow_ok, (
+        f"{_stream_words(stream)}; slow reader got {_n(finish['echoed'])}/{_n(finish['sent'])} bytes, "
+        f"SHA-256 {'equal' if finish['digests_equal'] else 'DIFFERENT'}"
+    )
+
+
+def judge_epollout_control(obs: dict) -> Verdict:
+    loaded = obs["burst-connects"]["loaded"]
+    registered = loaded.get("clients_registered", 0)
+    measured = f"{_n(loaded.get('clients_out', 0))} of {_n(registered)} idle connections registered for EPOLLOUT"
+    if loaded.get("out_example"):
+        measured += f" (e.g. {loaded['out_example']})"
+    return registered > 0 and loaded["clients_out"] == 0, measured
+
+
+def judge_abrupt_clients(obs: dict) -> Verdict:
+    faults = obs["faults"]
+    half, binary, after = faults["half_close"], faults["binary"], faults["after_abrupt"]
+    half_ok = half["clients"] == 1 and half["eof"] == 1 and half["unechoed"] == 0 and not half["mismatched"]
+    binary_ok = binary["ok"] == binary["clients"] == 1
+    after_ok = after["ok"] == after["clients"] == 1
+    parts = [
+        "half-close: " + ("echo then EOF" if half_ok else
+                          f"{_n(half['echoed'])}/{_n(half['sent'])} bytes back, EOF {'yes' if half['eof'] else 'no'}"),
+        "256 byte values: " + ("echoed" if binary_ok else "NOT echoed intact"),
+        "after connect-and-close and an empty connection a new client: " + _echo_words(after),
+    ]
+    return half_ok and binary_ok and after_ok, "; ".join(parts)
+
+
+def judge_fd_exhaustion(obs: dict) -> Verdict:
+    exhausted, recovered = obs["fd-exhaustion"]["exhausted"], obs["fd-exhaustion"]["recovered"]
+    if not exhausted.get("alive"):
+        return False, "the server died when it ran out of fds"
+    spin_ok = exhausted["fraction"] <= EXHAUSTED_CPU_MAX
+    recovered_ok = recovered["clients"] > 0 and recovered["ok"] == recovered["clients"]
+    return spin_ok and recovered_ok, (
+        f"{exhausted['fraction']:.0%} of a CPU while out of fds (at most {EXHAUSTED_CPU_MAX:.0%}); "
+        f"after the clients left: {_echo_words(recovered)}"
+    )
+
+
+def judge_fds_released(obs: dict) -> Verdict:
+    idle, after = obs["burst-connects"]["idle"], obs["burst-connects"]["after"]
+    if not after.get("alive"):
+        return False, "the server was gone after the clients left"
+    return after["settled"], (
+        f"fds {after['fds']} (idle {idle['fds']}), epoll registrations {after['registered']} "
+        f"(idle {idle['registered']}), CLOSE_WAIT {after['tcp'].get('CLOSE_WAIT', 0)}, "
+        f"{after['seconds']:g} s after 1,000 clients left"
+    )
+
+
+def judge_bounded_memory(obs: dict) -> Verdict:
+    slow = obs["slow-reader"]
+    idle, stalled, pushed, other = slow["idle"], slow["stalled"], slow["pushed"], slow["other"]
+    if not stalled.get("alive"):
+        return False, "the server died while the reader stalled"
+    growth = stalled["rss"] - idle["rss"]
+    other_ok = other["ok"] == other["clients"] > 0 and other["worst_latency"] <= SLOW_READER_LATENCY_MAX
+    return growth <= RSS_GROWTH_MAX and other_ok, (
+        f"RSS grew {growth / MiB:+.1f} MiB while {pushed['sent'] / MiB:.1f} MiB were sent and not read "
+        f"(at most {RSS_GROWTH_MAX / MiB:g} MiB); another client: {_echo_words(other)}, "
+        f"worst {_ms(other['worst_latency'])} (at most {_ms(SLOW_READER_LATENCY_MAX)})"
+    )
+
+
+def judge_idle_cpu(obs: dict) -> Verdict:
+    quiet = obs["burst-connects"]["quiet"]
+    if not quiet.get("alive"):
+        return False, "the server died while connections were idle"
+    return quiet["fraction"] <= IDLE_CPU_MAX, (
+        f"{quiet['fraction']:.0%} of a CPU over {quiet['seconds']:g} s with 1,000 idle connections"
+    )
+
+
+def judge_oneshot(obs: dict) -> Verdict:
+    loaded, rounds = obs["oneshot-concurrency"]["loaded"], obs["oneshot-concurrency"]["rounds"]
+    if not loaded.get("alive"):
+        return False, "the server was not running when probed"
+    registered = loaded["clients_registered"]
+    flags_ok = registered > 0 and loaded["clients_oneshot"] == registered
+    threads_ok = loaded["threads"] >= 2
+    rounds_ok = rounds["messages_echoed"] == rounds["messages"] and not rounds["mismatched"]
+    return flags_ok and threads_ok and rounds_ok, (
+        f"{loaded['clients_oneshot']}/{registered} client registrations with EPOLLONESHOT, "
+        f"{loaded['threads']} threads, {_n(rounds['messages_echoed'])}/{_n(rounds['messages'])} "
+        f"messages echoed in order" + (f", {rounds['mismatched']} clients got wrong bytes" if rounds["mismatched"] else "")
+    )
+
+
+def judge_timeout(obs: dict) -> Verdict:
+    loaded, watch = obs["idle-timeout"]["loaded"], obs["idle-timeout"]["watch"]
+    if not loaded.get("alive"):
+        return False, "the server was not running when probed"
+    timer_ok = loaded["timerfds_in_epoll"] >= 1
+    latest = max(watch["idle_closed_after"], default=0.0)
+    idle_ok = watch["idle_closed"] == watch["idle"] > 0 and latest <= watch["limit"]
+    active_ok = watch["active_closed"] == 0
+    closed = (f"closed {latest:.1f} s after their last byte at the latest" if watch["idle_closed"]
+              else "none closed")
+    return timer_ok and idle_ok and active_ok, (
+        f"{loaded['timerfds_in_epoll']} timerfd(s) in the epoll set; idle timeout "
+        f"{watch['idle_timeout']:g} s: {watch['idle_closed']}/{watch['idle']} idle clients closed ({closed}, "
+        f"limit {watch['limit']:g} s), {watch['active_closed']}/{watch['active']} active clients closed"
+    )
+
+
+def judge_graceful(obs: dict) -> Verdict:
+    scenario = obs["sigterm-midload"]
+    loaded, streams, exit_ = scenario["loaded"], scenario["streams"], scenario["exit"]
+    if not loaded.get("alive"):
+        return False, "the server was not running when probed"
+    signalfd_ok = loaded["signalfds_sigterm"] >= 1 and loaded["signalfds_in_epoll"] >= 1
+    drained = streams["signalled"] and not streams["mismatched"] and streams["eof"] == streams["clients"]
+    status = exit_["status"]
+    exit_ok = status == 0
+    parts = [
+        f"{loaded['signalfds_sigterm']} signalfd(s) for SIGTERM, {loaded['signalfds_in_epoll']} in the epoll set",
+        f"{streams['eof']}/{streams['clients']} streams ended with a clean EOF after "
+        f"{_n(streams['echoed'])} bytes echoed" + (", some bytes WRONG" if streams["mismatched"] else ""),
+        "a new connection during the drain was " + ("refused" if exit_["new_connection_refused"] else "ACCEPTED"),
+        (f"exit status {status} {exit_['seconds_after_signal']:g} s after SIGTERM (drain timeout "
+         f"{exit_['drain_timeout']:g} s)") if status is not None else "still running past the drain timeout",
+    ]
+    if not streams["signalled"]:
+        parts.insert(1, "the streams ended before SIGTERM could be sent")
+    return signalfd_ok and drained and exit_["new_connection_refused"] and exit_ok, "; ".join(parts)
+
+
+def judge_benchmark(obs: dict) -> Verdict:
+    bench = obs.get("benchmark")
+    if bench is None:
+        return False, "no benchmark program was given"
+    parts = [bench["summary"]]
+    parts.append(f"{bench['report']}: " + (f"a table of {bench['table_rows']} rows" if bench["table_rows"]
+                                           else "no results table" if bench["report_found"] else "missing"))
+    return bench["passed"] and bench["table_rows"] > 0, "; ".join(parts)
+
+
+JUDGES: dict[str, Judge] = {
+    "level.epoll_created": judge_epoll_created,
+    "level.accepts": judge_many_clients,
+    "level.echoes": judge_echoes,
+    "level.cleanup": judge_no_close_wait,
+    "level.error_handling": judge_survives_reset,
+    "edge.nonblocking": judge_nonblocking,
+    "edge.epollet": judge_epollet,
+    "edge.drains": judge_drains,
+    "edge.write_buffering": judge_write_buffering,
+    "edge.epollout_control": judge_epollout_control,
+    "errors.peer_reset": judge_survives_reset,
+    "errors.abrupt_clients": judge_abrupt_clients,
+    "errors.fd_exhaustion": judge_fd_exhaustion,
+    "cleanup.fds_released": judge_fds_released,
+    "cleanup.concurrent_clients": judge_many_clients,
+    "cleanup.bounded_memory": judge_bounded_memory,
+    "cleanup.idle_cpu": judge_idle_cpu,
+    "bonus.oneshot": judge_oneshot,
+    "bonus.timeout": judge_timeout,
+    "bonus.graceful_shutdown": judge_graceful,
+    "bonus.benchmark": judge_benchmark,
+}
+
+
+def grade_item(item: Item, obs: dict) -> ItemResult:
+    """Judge one item on one program's observations."""
+    missing = _missing(item, obs)
+    if missing:
+        passed, measured = False, missing
+    else:
+        passed, measured = JUDGES[item.id](obs)
+        if not passed:
+            measured += _deaths(item, obs)
+    return ItemResult(
+        id=item.id,
+        section=item.section,
+        points=item.points,
+        title=item.title,
+        passed=passed,
+        evidence=f"measured {measured}; expected {item.expected}",
+        hint="" if passed else item.hint,
+    )
+
+
+def _missing(item: Item, obs: dict) -> str | None:
+    for need in item.needs:
+        scenario, _, save = need.partition("/")
+        recorded = obs.get(scenario)
+        if recorded is None:
+            return f"nothing: the scenario {scenario} did not run"
+        if save not in recorded:
+            error = recorded.get("_run", {}).get("error")
+            why = f" ({error})" if error else ""
+            return f"nothing: the scenario {scenario} stopped before saving {save!r}{why}"
+    return None
+
+
+def _deaths(item: Item, obs: dict) -> str:
+    notes = []
+    for scenario in item.scenarios:
+        run = obs.get(scenario, {}).get("_run", {})
+        if run.get("died_in_step"):
+            notes.append(f"the server exited with status {run['status']} during {scenario} step {run['died_in_step']}")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
+def combine(item: Item, per_program: dict[str, ItemResult]) -> ItemResult:
+    """One result for an item judged on several programs (errors.* and cleanup.* on both the
+    level and the edge server): it passes only if it passed on every one."""
+    if len(per_program) == 1:
+        return next(iter(per_program.values()))
+    passed = all(result.passed for result in per_program.values())
+    evidence = " | ".join(f"{kind}: {result.evidence}" for kind, result in per_program.items())
+    hint = next((result.hint for result in per_program.values() if not result.passed), "")
+    return ItemResult(item.id, item.section, item.points, item.title, passed, evidence, hint)
+
+
+def missing_program(item: Item, program: str) -> ItemResult:
+    return ItemResult(
+        item.id, item.section, item.points, item.title, False,
+        f"measured nothing: the submission has no {program} program; expected {item.expected}",
+        f"add a [{program}] command to the submission file",
+    )

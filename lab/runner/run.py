@@ -1,0 +1,205 @@
+"""Grade a target or a whole submission: pick the items, run the scenarios they need, judge,
+write the results folder. This is the runner's public entry point (``lab.runner``).
+
+For each program the runner runs, in file order, only the scenarios that feed the selected
+items, each against a fresh instance of the program. Items judged on several programs
+(errors.* and cleanup.* on both the level and the edge server) pass only if they pass on
+every one. ``grade_target`` raises TargetError when the target never listens at all (a usage
+problem: wrong command, wrong port); ``grade_submission`` instead scores that program's items
+0 with the reason, so one broken program does not hide the others' scores.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab.errors import UsageError
+from lab.runner import preflight
+from lab.runner.benchmark import run_benchmark
+from lab.runner.checklist import BENCHMARK, CHECKLIST, Item, items_for, select_items
+from lab.runner.execute import run_scenario
+from lab.runner.grading import ItemResult, combine, grade_item, missing_program
+from lab.runner.progress import Progress
+from lab.runner.report import RunDirectory, RunReport, junit_xml, results_json, scorecard_markdown
+from lab.runner.scenario import Scenario, check_needs, load_scenario
+from lab.runner.submission import REPO_ROOT, BenchmarkSpec, Submission
+from lab.runner.targets import Target
+from lab.target import TargetError
+
+SCENARIOS_DIR = REPO_ROOT / "scenarios"
+DEFAULT_RESULTS = Path("results")
+
+
+def load_scenarios(paths: Sequence[str | Path] = ()) -> dict[str, Scenario]:
+    """Scenario files by name, from files and folders (default: the shipped ``scenarios/``)."""
+    files: list[Path] = []
+    for path in map(Path, paths or [SCENARIOS_DIR]):
+        if path.is_dir():
+            found = sorted(path.glob("*.toml"))
+            if not found:
+                raise UsageError(f"{path}: no *.toml scenario files in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such scenario file or folder")
+    scenarios: dict[str, Scenario] = {}
+    for file in files:
+        scenario = load_scenario(file)
+        if scenario.name in scenarios and scenarios[scenario.name].path != scenario.path:
+            raise UsageError(f"{file}: a scenario named {scenario.name!r} is already loaded from {scenarios[scenario.name].path}")
+        scenarios[scenario.name] = scenario
+    return scenarios
+
+
+def _scenarios_for(items: Sequence[Item], scenarios: dict[str, Scenario], explicit: bool) -> list[str]:
+    """Scenario names to run, in a stable order: the files given (all of them), or the ones
+    the items need."""
+    if explicit:
+        return list(scenarios)
+    needed = {name for item in items for name in item.scenarios}
+    return [name for name in scenarios if name in needed]
+
+
+def grade_target(
+    target: Target,
+    only: Sequence[str] = (),
+    *,
+    results_dir: str | Path = DEFAULT_RESULTS,
+    progress: Progress | None = None,
+    scenarios: Sequence[str | Path] = (),
+    junit: str | Path | None = None,
+) -> RunReport:
+    """Grade one program on the items of its kind (``only``: item ids or section names).
+    ``scenarios`` runs those files instead of the shipped set; then only the items whose
+    scenarios all ran are graded."""
+    items = select_items(items_for(target.kind), tuple(only))
+    return _grade(target.name, {target.kind: target}, items, scenarios, None, results_dir,
+                  progress, junit, strict_start=True)
+
+
+def grade_submission(
+    submission: Submission,
+    only: Sequence[str] = (),
+    *,
+    results_dir: str | Path = DEFAULT_RESULTS,
+    progress: Progress | None = None,
+    junit: str | Path | None = None,
+) -> RunReport:
+    """Grade every program of a submission on the whole checklist (or ``only``)."""
+    items = select_items(CHECKLIST, tuple(only))
+    return _grade(submission.name, dict(submission.programs), items, (), submission.benchmark,
+                  results_dir, progress, junit, strict_start=False)
+
+
+def _grade(
+    name: str,
+    programs: dict[str, Target],
+    items: tuple[Item, ...],
+    scenario_paths: Sequence[str | Path],
+    benchmark: BenchmarkSpec | None,
+    results_dir: str | Path,
+    progress: Progress | None,
+    junit: str | Path | None,
+    strict_start: bool,
+) -> RunReport:
+    scenarios = load_scenarios(scenario_paths)
+    explicit = bool(scenario_paths)
+    if explicit:
+        items = tuple(item for item in items if all(s in scenarios for s in item.scenarios))
+    for item in items:
+        check_needs(scenarios, item.needs, item.id)
+    if not items and not explicit:
+        raise UsageError("nothing to grade: --only selects no item of this kind")
+
+    preflight.raise_fd_limit()
+    environment = preflight.environment()
+    plans = {kind: _scenarios_for([i for i in items if kind in i.kinds], scenarios, explicit)
+             for kind in programs}
+    warnings = [warning for names in plans.values() for scenario in names
+                for warning in preflight.check_limits(environment, scenarios[scenario].max_clients, scenario)]
+    warnings = list(dict.fromkeys(warnings))
+    if progress is not None:
+        for warning in warnings:
+            progress.note(f"warning: {warning}")
+
+    started_wall, started = time.time(), time.monotonic()
+    observations: dict[str, dict] = {}
+    with RunDirectory(Path(results_dir), name) as run_dir:
+        for kind, target in programs.items():
+            if not plans[kind]:
+                continue
+            if progress is not None:
+                progress.begin_program(kind, " ".join(target.argv))
+            observations[kind] = _run_program(target, [scenarios[n] for n in plans[kind]],
+                                              run_dir.path / "logs" / kind, progress, strict_start)
+        if any(item.id == "bonus.benchmark" for item in items) and benchmark is not None:
+            observations[BENCHMARK] = {"benchmark": _run_benchmark(benchmark, programs, run_dir.path, progress)}
+        if progress is not None:
+            progress.done()
+        results = {item.id: _result(item, observations) for item in items}
+        report = RunReport(
+            name=name,
+            programs={kind: " ".join(target.argv) for kind, target in programs.items()},
+            results=results,
+            environment=environment,
+            warnings=warnings,
+            observations=observations,
+            started=datetime.datetime.fromtimestamp(started_wall, datetime.timezone.utc).isoformat(timespec="seconds"),
+            seconds=time.monotonic() - started,
+        )
+        if benchmark is not None:
+            report.programs[BENCHMARK] = " ".join(benchmark.argv)
+        run_dir.write("results.json", results_json(report))
+        run_dir.write("scorecard.md", scorecard_markdown(report))
+        report.run_dir = run_dir.commit()
+    if junit is not None:
+        _write_atomically(Path(junit), junit_xml(report))
+    return report
+
+
+def _run_program(target: Target, scenarios: list[Scenario], log_dir: Path,
+                 progress: Progress | None, strict_start: bool) -> dict:
+    observations = {}
+    for position, scenario in enumerate(scenarios):
+        try:
+            observations[scenario.name] = run_scenario(scenario, target, log_dir / scenario.name, progress)
+        except TargetError as error:
+            if strict_start and position == 0:
+                raise
+            observations[scenario.name] = {"_run": {"error": str(error)}}
+    return observations
+
+
+def _run_benchmark(spec: BenchmarkSpec, programs: dict[str, Target], run_dir: Path,
+                   progress: Progress | None) -> dict:
+    server = programs.get(spec.server)
+    failed = {"passed": False, "status": None, "throughput": None, "report": spec.report.name,
+              "report_found": spec.report.is_file(), "table_rows": 0}
+    if server is None:
+        return {**failed, "summary": f"no {spec.server} program to run the benchmark against"}
+    if progress is not None:
+        progress.begin_program(BENCHMARK, " ".join(spec.argv))
+    try:
+        return run_benchmark(spec, server, run_dir / "logs" / BENCHMARK)
+    except TargetError as error:
+        return {**failed, "summary": f"its server did not start: {error}"}
+
+
+def _result(item: Item, observations: dict[str, dict]) -> ItemResult:
+    per_program = {kind: grade_item(item, observations[kind]) for kind in item.kinds if kind in observations}
+    if per_program:
+        return combine(item, per_program)
+    missing = item.kinds[0]
+    return missing_program(item, "signal" if missing == "graceful" else missing)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)

@@ -1,0 +1,297 @@
+"""Scenario files: the schema as data, and parsing that names the file, the step and the field.
+
+A scenario is one TOML file under ``scenarios/``: a description, optionally ``nofile`` (the
+RLIMIT_NOFILE the target starts with), and ``[[steps]]`` run in order against one fresh
+instance of the target. Each step has an ``action`` from ``ACTIONS`` and the fields that action
+takes; a step with ``save = "name"`` records what it measured under that name, which the
+checklist reads as ``"scenario/name"``. Sizes and durations are human (``10MiB``, ``500ms``).
+
+Validation happens on load, before anything runs: an unknown action or field, a missing or
+mistyped field, a negative size, a group used before a ``connect`` created it, a duplicate
+``save`` or a TOML syntax error raises ``ScenarioError`` naming the file, the step and the field.
+Nothing here does I/O except ``load_scenario`` reading the file.
+"""
+
+from __future__ import annotations
+
+import signal
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.errors import UsageError
+from lab.units import parse_duration, parse_size
+
+
+class ScenarioError(UsageError):
+    """A scenario file that cannot run; the message names the file, the step and the field."""
+
+
+# -- field types: each turns a TOML value into what the engine uses, or raises ValueError ------
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"expected a name of letters, digits, '-' and '_', got {value!r}")
+    return value
+
+
+def _count(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _size(value: object) -> int:
+    size = parse_size(value)  # type: ignore[arg-type]
+    if size < 1:
+        raise ValueError(f"expected at least 1 byte, got {value!r}")
+    return size
+
+
+def _duration(value: object) -> float:
+    return parse_duration(value)  # type: ignore[arg-type]
+
+
+def _how(value: object) -> str:
+    if value not in CLOSE_HOWS:
+        raise ValueError(f"expected one of {', '.join(CLOSE_HOWS)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _signal(value: object) -> str:
+    if not isinstance(value, str) or value not in signal.Signals.__members__:
+        raise ValueError(f"expected a signal name such as 'SIGTERM', got {value!r}")
+    return value
+
+
+CLOSE_HOWS = ("close", "reset", "half")
+
+TYPES = {
+    "name": _name, "group": _name, "count": _count, "text": _text, "size": _size,
+    "duration": _duration, "how": _how, "signal": _signal,
+}  # fmt: skip
+
+
+@dataclass(slots=True, frozen=True)
+class Action:
+    """What one action does, the fields it requires and the optional ones with defaults.
+    ``one_of`` lists fields of which exactly one must be given."""
+
+    summary: str
+    required: dict[str, str]
+    optional: dict[str, tuple[str, object]] = field(default_factory=dict)
+    one_of: tuple[str, ...] = ()
+
+
+SAVE = {"save": ("name", None)}
+
+ACTIONS: dict[str, Action] = {
+    "probe": Action(
+        "read the server's /proc evidence (fds, epoll masks, TCP states, threads, CPU, RSS)",
+        {"save": "name"},
+    ),
+    "connect": Action(
+        "open CLIENTS connections at once as GROUP",
+        {"group": "group", "clients": "count"},
+        {"timeout": ("duration", 10.0), **SAVE},
+    ),
+    "echo": Action(
+        "each client of GROUP sends MESSAGE (with {i} = client, {r} = round) or SIZE random "
+        "bytes in one write and waits for the same bytes back, ROUNDS times",
+        {"group": "group"},
+        {"message": ("text", None), "size": ("size", None), "rounds": ("count", 1),
+         "timeout": ("duration", 10.0), **SAVE},
+        one_of=("message", "size"),
+    ),
+    "stream": Action(
+        "each client of GROUP sends SIZE bytes while reading the echo (SHA-256 compared); "
+        "SIGNAL goes to the server once SIGNAL_AFTER bytes came back in all",
+        {"group": "group", "size": "size"},
+        {"timeout": ("duration", 60.0), "signal": ("signal", None), "signal_after": ("size", None),
+         **SAVE},
+    ),
+    "send": Action(
+        "each client of GROUP sends MESSAGE or up to SIZE bytes without reading, for at most TIMEOUT",
+        {"group": "group"},
+        {"message": ("text", None), "size": ("size", None), "timeout": ("duration", 1.0), **SAVE},
+        one_of=("message", "size"),
+    ),
+    "finish": Action(
+        "clients of GROUP send the rest of their SIZE and read every echoed byte",
+        {"group": "group"},
+        {"timeout": ("duration", 60.0), **SAVE},
+    ),
+    "close": Action(
+        "close GROUP: 'close', 'reset' (SO_LINGER 0) or 'half' (shutdown(SHUT_WR), read to EOF)",
+        {"group": "group"},
+        {"how": ("how", "close"), "timeout": ("duration", 5.0), **SAVE},
+    ),
+    "idle": Action(
+        "do nothing for DURATION and measure the CPU the server burns meanwhile",
+        {"duration": "duration"},
+        SAVE,
+    ),
+    "settle": Action(
+        "probe until fds and epoll registrations are back to the BASELINE probe and no "
+        "socket is in CLOSE_WAIT, or TIMEOUT",
+        {"baseline": "name", "save": "name"},
+        {"timeout": ("duration", 5.0)},
+    ),
+    "watch": Action(
+        "for the server's idle timeout + TOLERANCE: IDLE stays quiet, ACTIVE sends a line every "
+        "quarter timeout; record when each connection is closed",
+        {"idle": "group", "active": "group", "save": "name"},
+        {"tolerance": ("duration", 2.0)},
+    ),
+    "exit": Action(
+        "wait up to the server's drain timeout + TIMEOUT for it to exit; try a new connection first",
+        {"save": "name"},
+        {"timeout": ("duration", 5.0)},
+    ),
+}
+
+TOP_LEVEL = {"description": "text", "nofile": "count", "steps": None}
+
+
+@dataclass(slots=True, frozen=True)
+class Step:
+    index: int  # 1-based, as the error messages and the progress line count
+    action: str
+    params: dict[str, object]
+
+    @property
+    def save(self) -> str | None:
+        return self.params.get("save")  # type: ignore[return-value]
+
+    def describe(self) -> str:
+        group = self.params.get("group")
+        return f"{self.action} {group}" if group else self.action
+
+
+@dataclass(slots=True, frozen=True)
+class Scenario:
+    name: str
+    path: str
+    description: str
+    steps: tuple[Step, ...]
+    nofile: int | None = None
+
+    @property
+    def saves(self) -> tuple[str, ...]:
+        return tuple(step.save for step in self.steps if step.save)
+
+    @property
+    def max_clients(self) -> int:
+        """Connections open at once at most (every group stays open until closed)."""
+        open_now = peak = 0
+        sizes: dict[str, int] = {}
+        for step in self.steps:
+            if step.action == "connect":
+                sizes[step.params["group"]] = step.params["clients"]  # type: ignore[index]
+                open_now += step.params["clients"]  # type: ignore[operator]
+                peak = max(peak, open_now)
+            elif step.action == "close":
+                open_now -= sizes.pop(step.params["group"], 0)  # type: ignore[arg-type]
+        return peak
+
+
+def parse_scenario(text: str, path: str) -> Scenario:
+    """Parse and validate one scenario file's text; ``path`` names it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError(f"{path}: not valid TOML: {error}") from None
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise ScenarioError(f"{path}: unknown top-level field {key!r}; known: {', '.join(TOP_LEVEL)}")
+    description = _convert(path, "description", data.get("description"), "text")
+    nofile = _convert(path, "nofile", data["nofile"], "count") if "nofile" in data else None
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps or not all(isinstance(s, dict) for s in raw_steps):
+        raise ScenarioError(f"{path}: needs at least one [[steps]] table")
+    steps = tuple(_parse_step(path, index, raw) for index, raw in enumerate(raw_steps, start=1))
+    _check_references(path, steps)
+    return Scenario(Path(path).stem, path, description, steps, nofile)
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ScenarioError(f"{path}: cannot read: {error.strerror}") from None
+    return parse_scenario(text, str(path))
+
+
+def _convert(where: str, name: str, value: object, kind: str):
+    if value is None:
+        raise ScenarioError(f"{where}: missing field {name!r}")
+    try:
+        return TYPES[kind](value)
+    except ValueError as error:
+        raise ScenarioError(f"{where}: field {name!r}: {error}") from None
+
+
+def _parse_step(path: str, index: int, raw: dict) -> Step:
+    action_name = raw.get("action")
+    where = f"{path}: step {index}"
+    if action_name not in ACTIONS:
+        raise ScenarioError(f"{where}: field 'action': expected one of {', '.join(ACTIONS)}, got {action_name!r}")
+    action = ACTIONS[action_name]
+    where = f"{where} ({action_name})"
+    for key in raw:
+        if key != "action" and key not in action.required and key not in action.optional:
+            known = ", ".join([*action.required, *action.optional])
+            raise ScenarioError(f"{where}: unknown field {key!r}; {action_name} takes {known}")
+    params: dict[str, object] = {}
+    for name, kind in action.required.items():
+        params[name] = _convert(where, name, raw.get(name), kind)
+    for name, (kind, default) in action.optional.items():
+        params[name] = _convert(where, name, raw[name], kind) if name in raw else default
+    if action.one_of and sum(name in raw for name in action.one_of) != 1:
+        raise ScenarioError(f"{where}: give exactly one of the fields {' or '.join(map(repr, action.one_of))}")
+    if (params.get("signal") is None) != (params.get("signal_after") is None):
+        raise ScenarioError(f"{where}: fields 'signal' and 'signal_after' go together")
+    return Step(index, action_name, params)
+
+
+def _check_references(path: str, steps: tuple[Step, ...]) -> None:
+    """Groups exist before use, saves are unique, a settle's baseline is an earlier probe."""
+    groups: set[str] = set()
+    saves: set[str] = set()
+    probes: set[str] = set()
+    for step in steps:
+        where = f"{path}: step {step.index} ({step.action})"
+        for name in ("group", "idle", "active"):
+            group = step.params.get(name)
+            if group is None:
+                continue
+            if step.action == "connect":
+                groups.add(group)  # type: ignore[arg-type]
+            elif group not in groups:
+                raise ScenarioError(f"{where}: field {name!r}: no earlier connect step made group {group!r}")
+        if step.action == "settle" and step.params["baseline"] not in probes:
+            raise ScenarioError(f"{where}: field 'baseline': {step.params['baseline']!r} is not an earlier probe's save")
+        if step.save:
+            if step.save in saves:
+                raise ScenarioError(f"{where}: field 'save': {step.save!r} is already saved by an earlier step")
+            saves.add(step.save)
+            if step.action in ("probe", "settle"):
+                probes.add(step.save)
+
+
+def check_needs(scenarios: dict[str, Scenario], needs: tuple[str, ...], item_id: str) -> None:
+    """Every ``scenario/save`` an item reads exists, or a ScenarioError names what is missing."""
+    for need in needs:
+        scenario_name, _, save = need.partition("/")
+        scenario = scenarios.get(scenario_name)
+        if scenario is None:
+            raise ScenarioError(f"{item_id} needs the scenario {scenario_name!r}, which is not loaded")
+        if save not in scenario.saves:
+            raise ScenarioError(f"{scenario.path}: no step saves {save!r}, which {item_id} reads")

@@ -1,0 +1,184 @@
+"""Submission files for ``lab grade``: one command per program of the assignment.
+
+A submission is a TOML file; relative paths and commands run from the folder it is in::
+
+    name = "alice"
+    [level]                     # level_triggered_epoll
+    cmd = "./zig-out/bin/level_triggered_epoll {port}"
+    [edge]                      # edge_triggered_epoll
+    cmd = "./zig-out/bin/edge_triggered_epoll {port}"
+    [oneshot]                   # oneshot_epoll
+    cmd = "./zig-out/bin/oneshot_epoll {port}"
+    [timeout]                   # timeout_epoll
+    cmd = "./zig-out/bin/timeout_epoll {port}"
+    idle_timeout = "5s"         # what the server closes idle connections after
+    [signal]                    # signal_epoll
+    cmd = "./zig-out/bin/signal_epoll {port}"
+    drain_timeout = "10s"       # the longest it drains after SIGTERM
+    [benchmark]                 # benchmark_epoll
+    cmd = "./zig-out/bin/benchmark_epoll {host} {port} {connections} {requests}"
+    server = "edge"             # the program it is run against (default edge)
+    connections = 100           # default 100 ({results}: a folder for its own files)
+    requests = 100              # requests per connection, default 100
+    report = "PERFORMANCE.md"   # must hold a results table (default PERFORMANCE.md)
+    timeout = "120s"
+
+Every program may also set ``port = 8080`` when it cannot take ``{port}``. A program left
+out scores 0 on its items, with that reason. Without a file, ``reference()`` is our own
+submission: the five reference servers and ``lab bench``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import UsageError
+from lab.runner.checklist import KINDS
+from lab.runner.targets import Target
+from lab.units import parse_duration
+
+# Section name in the file -> server kind (the assignment calls the graceful one signal_epoll).
+PROGRAM_SECTIONS = {"level": "level", "edge": "edge", "oneshot": "oneshot", "timeout": "timeout",
+                    "signal": "graceful"}
+SERVER_FIELDS = {"cmd", "port", "idle_timeout", "drain_timeout"}
+BENCHMARK_FIELDS = {"cmd", "server", "connections", "requests", "report", "timeout"}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class SubmissionError(UsageError):
+    """A submission file that cannot be graded; the message names the file, section and field."""
+
+
+@dataclass(slots=True, frozen=True)
+class BenchmarkSpec:
+    """The benchmark client and what it is run with. ``argv`` may hold {host}, {port},
+    {connections}, {requests} and {results} (a folder for the benchmark's own files)."""
+
+    argv: tuple[str, ...]
+    server: str = "edge"
+    connections: int = 100
+    requests: int = 100
+    report: Path = Path("PERFORMANCE.md")
+    timeout: float = 120.0
+    cwd: str | None = None
+
+    def argv_for(self, host: str, port: int, results: Path) -> list[str]:
+        values = {"host": host, "port": str(port), "connections": str(self.connections),
+                  "requests": str(self.requests), "results": str(results)}
+        words = []
+        for word in self.argv:
+            for key, value in values.items():
+                word = word.replace("{" + key + "}", value)
+            words.append(word)
+        return words
+
+
+@dataclass(slots=True, frozen=True)
+class Submission:
+    name: str
+    programs: dict[str, Target]  # kind -> target
+    benchmark: BenchmarkSpec | None
+
+
+def parse_submission(text: str, path: Path) -> Submission:
+    """Parse and check a submission file's text; errors name the file, section and field."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SubmissionError(f"{path}: not valid TOML: {error}") from None
+    base = path.resolve().parent
+    known = {"name", *PROGRAM_SECTIONS, "benchmark"}
+    for key in data:
+        if key not in known:
+            raise SubmissionError(f"{path}: unknown section {key!r}; known: {', '.join(sorted(known))}")
+    programs = {}
+    for section, kind in PROGRAM_SECTIONS.items():
+        if section in data:
+            programs[kind] = _server(path, section, kind, data[section], base)
+    benchmark = _benchmark(path, data["benchmark"], base) if "benchmark" in data else None
+    if not programs and benchmark is None:
+        raise SubmissionError(f"{path}: names no program; add [level], [edge], ... sections with cmd = '...'")
+    return Submission(str(data.get("name", path.stem)), programs, benchmark)
+
+
+def load_submission(path: Path) -> Submission:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SubmissionError(f"{path}: cannot read the submission: {error.strerror}") from None
+    return parse_submission(text, path)
+
+
+def _table(path: Path, section: str, value: object, fields: set[str]) -> dict:
+    where = f"{path}: [{section}]"
+    if not isinstance(value, dict):
+        raise SubmissionError(f"{where}: must be a table with cmd = '...'")
+    for key in value:
+        if key not in fields:
+            raise SubmissionError(f"{where}: unknown field {key!r}; known: {', '.join(sorted(fields))}")
+    if not isinstance(value.get("cmd"), str) or not value["cmd"].strip():
+        raise SubmissionError(f"{where}: field 'cmd': the command line to run, e.g. cmd = './server {{port}}'")
+    return value
+
+
+def _seconds(path: Path, section: str, table: dict, name: str) -> float | None:
+    if name not in table:
+        return None
+    try:
+        return parse_duration(table[name])
+    except ValueError as error:
+        raise SubmissionError(f"{path}: [{section}] field {name!r}: {error}") from None
+
+
+def _whole(path: Path, section: str, table: dict, name: str, default: int) -> int:
+    value = table.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SubmissionError(f"{path}: [{section}] field {name!r}: expected a whole number >= 1, got {value!r}")
+    return value
+
+
+def _server(path: Path, section: str, kind: str, value: object, base: Path) -> Target:
+    table = _table(path, section, value, SERVER_FIELDS)
+    port = _whole(path, section, table, "port", 0) if "port" in table else None
+    idle_timeout = _seconds(path, section, table, "idle_timeout")
+    drain_timeout = _seconds(path, section, table, "drain_timeout")
+    try:
+        return Target.command(table["cmd"], kind=kind, name=section, port=port, cwd=base,
+                              idle_timeout=idle_timeout, drain_timeout=drain_timeout)
+    except UsageError as error:
+        raise SubmissionError(f"{path}: [{section}]: {error}") from None
+
+
+def _benchmark(path: Path, value: object, base: Path) -> BenchmarkSpec:
+    table = _table(path, "benchmark", value, BENCHMARK_FIELDS)
+    server = table.get("server", "edge")
+    server_kind = PROGRAM_SECTIONS.get(server)
+    if server_kind is None:
+        raise SubmissionError(f"{path}: [benchmark] field 'server': one of {', '.join(PROGRAM_SECTIONS)}, got {server!r}")
+    timeout = _seconds(path, "benchmark", table, "timeout")
+    return BenchmarkSpec(
+        argv=tuple(shlex.split(table["cmd"])),
+        server=server_kind,
+        connections=_whole(path, "benchmark", table, "connections", 100),
+        requests=_whole(path, "benchmark", table, "requests", 100),
+        report=base / table.get("report", "PERFORMANCE.md"),
+        timeout=timeout if timeout is not None else 120.0,
+        cwd=str(base),
+    )
+
+
+def reference() -> Submission:
+    """Our own submission: the five reference servers and ``lab bench`` against the edge one."""
+    programs = {kind: Target.builtin(kind) for kind in KINDS}
+    bench = BenchmarkSpec(
+        argv=(sys.executable, "-m", "lab", "bench", "{host}", "{port}", "{connections}", "{requests}",
+              "--results", "{results}", "--no-plots"),
+        server="edge",
+        report=REPO_ROOT / "PERFORMANCE.md",
+        cwd=str(REPO_ROOT),
+    )
+    return Submission("reference", programs, bench)

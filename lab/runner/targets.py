@@ -1,0 +1,140 @@
+"""What is under test: one of our reference servers or any program, and how to start it.
+
+A target is a command line in which ``{port}`` stands for the port to listen on. Our servers
+get ``--port 0`` and announce the port they got (``listening on HOST:PORT``), so parallel runs
+never collide. Any other program gets a port the kernel just handed out, and counts as ready
+when that port accepts a connection; if it exits before listening (the port was taken in the
+meantime, a rare race with parallel runs) it is started again on a fresh port, twice at most.
+A fixed ``--port`` is used as given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import UsageError
+from lab.runner.checklist import KINDS
+from lab.target import ServerProcess, TargetError
+
+PORT = "{port}"
+FREE_PORT_ATTEMPTS = 3
+
+# Our servers, tuned so a full grade takes seconds: a short idle timeout with a tick well
+# under it, and a drain timeout the scenario can wait for.
+BUILTIN_TIMING = {
+    "timeout": (("--idle-timeout", "1s", "--tick", "250ms"), {"idle_timeout": 1.0}),
+    "graceful": (("--drain-timeout", "5s"), {"drain_timeout": 5.0}),
+}
+
+
+@dataclass(slots=True, frozen=True)
+class Target:
+    """A program to grade. ``kind`` says which checklist items apply (level, edge, oneshot,
+    timeout, graceful); ``idle_timeout`` and ``drain_timeout`` are what the program was
+    configured with, in seconds, for the timeout and graceful scenarios."""
+
+    kind: str
+    argv: tuple[str, ...]
+    name: str
+    port: int | None = None
+    idle_timeout: float = 5.0
+    drain_timeout: float = 10.0
+    cwd: str | None = None
+    announces_port: bool = False  # prints "listening on HOST:PORT", so it can take port 0
+
+    @classmethod
+    def builtin(cls, kind: str, extra_args: tuple[str, ...] | list[str] = ()) -> Target:
+        """Our reference server of that kind, as ``python -m lab serve KIND --port 0``."""
+        _check_kind(kind)
+        args, timing = BUILTIN_TIMING.get(kind, ((), {}))
+        argv = (sys.executable, "-m", "lab", "serve", kind, "--port", PORT, *args, *extra_args)
+        return cls(kind, argv, name=kind, announces_port=True, **timing)
+
+    @classmethod
+    def command(
+        cls,
+        command: str | list[str] | tuple[str, ...],
+        *,
+        kind: str,
+        name: str | None = None,
+        port: int | None = None,
+        idle_timeout: float | None = None,
+        drain_timeout: float | None = None,
+        cwd: str | Path | None = None,
+    ) -> Target:
+        """Any program. ``command`` is an argv list or one shell-like string; it must contain
+        ``{port}`` unless ``port`` fixes the port it listens on."""
+        _check_kind(kind)
+        argv = tuple(shlex.split(command) if isinstance(command, str) else command)
+        if not argv:
+            raise UsageError("the target command is empty")
+        if port is None and not any(PORT in word for word in argv):
+            raise UsageError(
+                f"the command {shlex.join(argv)!r} has no {PORT}: put {PORT} where the program "
+                "takes its port, or give --port N for a program with a fixed port"
+            )
+        if port is not None and not 1 <= port <= 65535:
+            raise UsageError(f"--port must be from 1 to 65535, got {port}")
+        timing = {}
+        if idle_timeout is not None:
+            timing["idle_timeout"] = float(idle_timeout)
+        if drain_timeout is not None:
+            timing["drain_timeout"] = float(drain_timeout)
+        return cls(kind, argv, name=name or kind, port=port, cwd=str(cwd) if cwd else None, **timing)
+
+    def argv_for(self, port: int) -> list[str]:
+        return [word.replace(PORT, str(port)) for word in self.argv]
+
+    @contextlib.contextmanager
+    def running(self, log_dir: Path, nofile: int | None = None) -> Iterator[ServerProcess]:
+        """Start the program, yield it listening, and stop it (its whole process group) when
+        the block ends, however it ends. Raises TargetError when it cannot start or never
+        listens."""
+        server = self._start(log_dir, nofile)
+        try:
+            yield server
+        finally:
+            server.close()
+
+    def _start(self, log_dir: Path, nofile: int | None) -> ServerProcess:
+        attempts = 1 if (self.port or self.announces_port) else FREE_PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            port = self.port or (0 if self.announces_port else _free_port())
+            server = ServerProcess(
+                self.argv_for(port),
+                port=port or None,
+                log_dir=log_dir,
+                nofile=nofile,
+                cwd=self.cwd,
+            )
+            try:
+                server.start()
+                server.wait_listening()
+                return server
+            except TargetError:
+                exited = server.process is not None and server.process.poll() is not None
+                server.close()
+                if not exited or attempt == attempts:
+                    raise
+            except BaseException:
+                server.close()
+                raise
+        raise AssertionError("unreachable: the last attempt raises")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise UsageError(f"unknown server kind {kind!r}; one of {', '.join(KINDS)}")
+
+
+def _free_port() -> int:
+    """A port the kernel considers free now (the program binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,294 @@
+"""The clients: many non-blocking sockets on 127.0.0.1 driven by one epoll loop with a deadline.
+
+Every client keeps what it sent but has not yet seen echoed (``expect``), so each received
+byte is compared with the byte sent at the same position, and SHA-256 digests of both
+directions are kept for the scorecard. Streams are generated on demand from a fixed random
+pattern (so 10 MiB per client costs no memory up front and a reordering shows as a mismatch).
+
+Facts this module relies on:
+- A non-blocking connect() returns EINPROGRESS; the socket becomes writable when the handshake
+  ends, and SO_ERROR then says whether it succeeded. The handshake completes in the kernel
+  even if the server never calls accept() (the connection waits in its backlog).
+- recv() returning b"" is the peer's FIN; ECONNRESET is its RST. Either ends the client.
+- send() on a non-blocking socket takes what fits in the send buffer and raises
+  BlockingIOError (EAGAIN) when nothing fits; EPIPE/ECONNRESET when the peer is gone.
+
+Every loop here is bounded by a deadline: a server that stalls makes a step end with what was
+measured so far, never hang the runner.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import random
+import selectors
+import socket
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+HOST = "127.0.0.1"
+RECV_SIZE = 256 * 1024
+SEND_CHUNK = 64 * 1024
+# A pattern length that is not a power of two, so chunk boundaries drift through it and a
+# block echoed twice or out of order never lines up with what was expected.
+PATTERN = random.Random(0x5EED).randbytes((1 << 20) + 7)
+LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+
+CAUGHT_UP, SENT, EOF = "caught_up", "sent", "eof"  # what pump() waits for
+
+
+def pattern_bytes(position: int, count: int) -> bytes:
+    """``count`` bytes of the endless pattern from ``position`` on."""
+    start = position % len(PATTERN)
+    chunk = PATTERN[start : start + count]
+    while len(chunk) < count:
+        chunk += PATTERN[: count - len(chunk)]
+    return chunk
+
+
+def errno_name(error: OSError) -> str:
+    return errno.errorcode.get(error.errno or 0, type(error).__name__)
+
+
+@dataclass(slots=True, eq=False)
+class Client:
+    """One connection and what went through it."""
+
+    index: int
+    sock: socket.socket | None
+    outbox: bytearray = field(default_factory=bytearray)  # queued, not yet taken by send()
+    messages: deque = field(default_factory=deque)  # next messages, one at a time
+    stream_left: int = 0  # pattern bytes still to send
+    stream_position: int = 0
+    expect: bytearray = field(default_factory=bytearray)  # sent, not yet echoed
+    sent: int = 0
+    echoed: int = 0
+    sent_hash: object = field(default_factory=hashlib.sha256)
+    echo_hash: object = field(default_factory=hashlib.sha256)
+    mismatch_at: int | None = None
+    eof: bool = False
+    write_shut: bool = False
+    error: str | None = None
+    message_started: float | None = None
+    worst_latency: float = 0.0
+    messages_done: int = 0
+    last_active: float = 0.0
+    ended_at: float | None = None  # when EOF or an error ended it
+
+    @property
+    def ended(self) -> bool:
+        return self.eof or self.error is not None
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.outbox or self.stream_left)
+
+    @property
+    def caught_up(self) -> bool:
+        return not self.has_output and not self.messages and not self.expect
+
+    def queue_stream(self, size: int) -> None:
+        if not self.stream_left:
+            self.stream_position = self.index * 7919  # each client its own part of the pattern
+        self.stream_left += size
+
+    def fill_outbox(self, now: float) -> None:
+        """Move the next message or stream chunk into the outbox when it is empty."""
+        if self.outbox:
+            return
+        if self.stream_left:
+            count = min(SEND_CHUNK, self.stream_left)
+            self.outbox += pattern_bytes(self.stream_position, count)
+            self.stream_position += count
+            self.stream_left -= count
+        elif self.messages and not self.expect:
+            # One message in flight at a time: the next waits for the echo of this one.
+            self.outbox += self.messages.popleft()
+            self.message_started = now
+
+    def on_sent(self, data: bytes | bytearray) -> None:
+        self.sent_hash.update(data)
+        self.expect += data
+        self.sent += len(data)
+
+    def on_received(self, data: bytes, now: float) -> None:
+        expected = self.expect[: len(data)]
+        if self.mismatch_at is None and data != expected:
+            offset = next((i for i, (a, b) in enumerate(zip(data, expected)) if a != b), len(expected))
+            self.mismatch_at = self.echoed + offset
+        self.echo_hash.update(data)
+        self.echoed += len(data)
+        del self.expect[: len(data)]
+        self.last_active = now
+        if not self.expect and self.message_started is not None and not self.outbox:
+            self.worst_latency = max(self.worst_latency, now - self.message_started)
+            self.messages_done += 1
+            self.message_started = None
+
+    def end(self, now: float, error: str | None = None) -> None:
+        if error is None:
+            self.eof = True
+        elif self.error is None:
+            self.error = error
+        if self.ended_at is None:
+            self.ended_at = now
+
+    def close(self, how: str = "close") -> None:
+        if self.sock is None:
+            return
+        if how == "reset":
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        self.sock.close()
+        self.sock = None
+
+
+def connect_clients(count: int, port: int, deadline: float, first_index: int = 0) -> tuple[list[Client], list[str]]:
+    """Open ``count`` connections at once; return the connected clients and one error name per
+    failure (refused, timed out, ...)."""
+    pending: dict[int, Client] = {}
+    connected: list[Client] = []
+    failures: list[str] = []
+    with selectors.DefaultSelector() as selector:
+        for index in range(first_index, first_index + count):
+            try:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            except OSError as error:  # our own fd limit: counts as a failure, not a crash
+                failures.append(errno_name(error))
+                continue
+            sock.setblocking(False)
+            code = sock.connect_ex((HOST, port))
+            if code not in (0, errno.EINPROGRESS):
+                failures.append(errno.errorcode.get(code, str(code)))
+                sock.close()
+                continue
+            client = Client(index, sock)
+            pending[sock.fileno()] = client
+            selector.register(sock, selectors.EVENT_WRITE, client)
+        while pending and (remaining := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(min(remaining, 0.5)):
+                client = key.data
+                selector.unregister(client.sock)
+                del pending[client.sock.fileno()]
+                code = client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    failures.append(errno.errorcode.get(code, str(code)))
+                    client.close()
+                else:
+                    client.last_active = time.monotonic()
+                    connected.append(client)
+        for client in pending.values():  # the handshake never finished before the deadline
+            failures.append("ETIMEDOUT")
+            client.close()
+    connected.sort(key=lambda c: c.index)
+    return connected, failures
+
+
+def pump(clients: list[Client], deadline: float, goal: str = CAUGHT_UP, *, on_tick=None) -> None:
+    """Send what each client has queued and read its echo until ``goal`` holds for every
+    client or the deadline passes. Goals: CAUGHT_UP (all sent and echoed), SENT (all sent,
+    nothing read: a reader that stalls on purpose), EOF (until the server closes).
+    ``on_tick()`` runs between waits (progress lines, a signal sent mid-stream)."""
+    reading = goal != SENT
+    with selectors.DefaultSelector() as selector:
+        wanted: dict[Client, int] = {}
+
+        def interest(client: Client) -> int:
+            if client.sock is None or client.ended:
+                return 0
+            events = 0
+            if client.has_output or (client.messages and not client.expect):
+                events |= selectors.EVENT_WRITE
+            if reading:
+                events |= selectors.EVENT_READ
+            return events
+
+        def update(client: Client) -> None:
+            events = interest(client)
+            old = wanted.get(client, 0)
+            if events == old:
+                return
+            if not events:
+                selector.unregister(client.sock)
+                del wanted[client]
+            elif old:
+                selector.modify(client.sock, events, client)
+                wanted[client] = events
+            else:
+                selector.register(client.sock, events, client)
+                wanted[client] = events
+
+        def done(client: Client) -> bool:
+            if client.ended or client.sock is None:
+                return True
+            if goal == SENT:
+                return not client.has_output
+            if goal == EOF:
+                return False
+            return client.caught_up
+
+        for client in clients:
+            update(client)
+        while True:
+            if on_tick is not None:
+                on_tick()
+            if all(done(client) for client in clients):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not wanted:
+                return
+            for key, events in selector.select(min(remaining, 0.1)):
+                client = key.data
+                now = time.monotonic()
+                if events & selectors.EVENT_READ:
+                    _read(client, now)
+                if events & selectors.EVENT_WRITE and not client.ended:
+                    _write(client, now)
+                if client.ended or client.sock is None:
+                    if client in wanted:
+                        selector.unregister(client.sock)
+                        del wanted[client]
+                else:
+                    update(client)
+
+
+def _read(client: Client, now: float) -> None:
+    try:
+        data = client.sock.recv(RECV_SIZE)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError as error:  # ECONNRESET: the server reset the connection
+        client.end(now, errno_name(error))
+        return
+    if not data:
+        client.end(now)
+        return
+    client.on_received(data, now)
+
+
+def _write(client: Client, now: float) -> None:
+    client.fill_outbox(now)
+    while client.outbox:
+        try:
+            count = client.sock.send(client.outbox)
+        except (BlockingIOError, InterruptedError):  # send buffer full: wait for writable
+            return
+        except OSError as error:  # EPIPE / ECONNRESET: the server is gone
+            client.end(now, errno_name(error))
+            return
+        client.on_sent(client.outbox[:count])
+        del client.outbox[:count]
+        client.last_active = now
+        client.fill_outbox(now)
+
+
+def shut_write(client: Client) -> None:
+    """Half-close: send FIN, keep reading."""
+    if client.sock is not None and not client.write_shut:
+        try:
+            client.sock.shutdown(socket.SHUT_WR)
+        except OSError as error:  # ENOTCONN: the server already reset it
+            client.end(time.monotonic(), errno_name(error))
+        client.write_shut = True
