@@ -143,8 +143,8 @@ class ServerProcess:
             self._tempdir = None
 
     def __enter__(self) -> ServerProcess:
-        self.start()
         try:
+            self.start()
             self.wait_listening()
         except BaseException:
             self.close()

@@ -83,8 +83,9 @@ class Measurement:
     requests: int  # verified replies (pingpong) or completed connections (connect)
     bytes_echoed: int  # bytes verified coming back
     latencies: list[float]  # seconds; per pipelined batch (all its requests share it)
-    cpu_user: float
+    cpu_user: float  # tick-sampled (10 ms ticks): use for the user/system split
     cpu_system: float
+    cpu_total: float  # exact (CLOCK_PROCESS_CPUTIME_ID)
 
 
 @dataclass(slots=True, eq=False)
@@ -182,7 +183,7 @@ class LoadClient:
             delay = start_at - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)  # a synchronised start, not a wait for an event
-        cpu_before = os.times()
+        cpu_before, exact_before = os.times(), time.process_time()
         latencies: list[float] = []
         started = time.perf_counter()
         if w.kind == "pingpong":
@@ -199,9 +200,9 @@ class LoadClient:
             count = self._connect_burst(latencies)
             echoed = count * w.size
         finished = time.perf_counter()
-        cpu_after = os.times()
-        return Measurement(started, finished, count, echoed, latencies,
-                           cpu_after.user - cpu_before.user, cpu_after.system - cpu_before.system)
+        cpu_after, exact_after = os.times(), time.process_time()
+        return Measurement(started, finished, count, echoed, latencies, cpu_after.user - cpu_before.user,
+                           cpu_after.system - cpu_before.system, exact_after - exact_before)
 
     # -- connections -------------------------------------------------------------------
     def _new_socket(self, index: int) -> socket.socket:

@@ -6,6 +6,8 @@ Everything here is pure except :func:`write_reports`. Units a reader meets:
 - ``op`` is what a workload counts: a ``request`` (pingpong), a ``connection`` (connect) or a
   ``MiB`` echoed (stream). "Per op" figures divide by it.
 - CPU "utilisation" is CPU seconds per second of the measured window: 1.0 is one core busy.
+  Totals are exact (schedstat, CLOCK_PROCESS_CPUTIME_ID); the user/system split is the
+  kernel's tick-sampled proportion applied to that total (see targets.py).
   It is how a reader tells who limited a run. The bench calls a side "bound" at 0.9 or more of
   the cores it can use (a single-threaded server: one core; the client: one per worker).
 - Throughput and latency of a result are the MEDIAN over its repeats; ``*_spread`` gives min
@@ -60,6 +62,16 @@ class RunRecord:
         return self.ops / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+def cpu_split(exact: float | None, tick_user: float, tick_system: float) -> dict:
+    """{"total_s", "user_s", "system_s"}: the exact total when there is one, divided in the
+    proportion of the tick samples; with no tick in the window the split is unknown (None)."""
+    ticks = tick_user + tick_system
+    total = exact if exact is not None else ticks
+    if ticks <= 0:
+        return {"total_s": total, "user_s": None, "system_s": None}
+    return {"total_s": total, "user_s": total * tick_user / ticks, "system_s": total * tick_system / ticks}
+
+
 def run_record(target: str, workload: Workload, *, workers: int, repeat: int, measurement: Measurement,
                before: Snapshot | None = None, after: Snapshot | None = None,
                server_threads: int = 1, rss_bytes: int | None = None,
@@ -69,7 +81,8 @@ def run_record(target: str, workload: Workload, *, workers: int, repeat: int, me
     server_cpu = counters = None
     if before is not None and after is not None:
         used = after.cpu - before.cpu
-        server_cpu = {"user_s": used.user, "system_s": used.system}
+        exact = after.runtime - before.runtime if after.runtime is not None and before.runtime is not None else None
+        server_cpu = cpu_split(exact, used.user, used.system)
         if before.counters and after.counters:
             counters = {key: after.counters.get(key, 0) - before.counters.get(key, 0) for key in COUNTER_KEYS}
     return RunRecord(
@@ -88,7 +101,7 @@ def run_record(target: str, workload: Workload, *, workers: int, repeat: int, me
         latency_ms=latency_summary_ms(measurement.latencies),
         server_cpu=server_cpu,
         server_threads=server_threads,
-        client_cpu={"user_s": measurement.cpu_user, "system_s": measurement.cpu_system},
+        client_cpu=cpu_split(measurement.cpu_total, measurement.cpu_user, measurement.cpu_system),
         counters=counters,
         server_rss_bytes=rss_bytes,
         syscalls=syscalls,
@@ -105,12 +118,17 @@ def _cpu_figures(cpu_runs: list[tuple[dict, float, float]]) -> dict | None:
     """Median CPU figures over (cpu, elapsed, ops) triples."""
     if not cpu_runs:
         return None
+    def scaled(key: str, factor: float, by_ops: bool) -> float | None:
+        return median_or_none([per_unit(cpu[key] * factor, ops if by_ops else elapsed)
+                               for cpu, elapsed, ops in cpu_runs if cpu[key] is not None])
+
     return {
-        "user_per_s": median_or_none([cpu["user_s"] / elapsed for cpu, elapsed, _ in cpu_runs]),
-        "system_per_s": median_or_none([cpu["system_s"] / elapsed for cpu, elapsed, _ in cpu_runs]),
-        "utilisation": median_or_none([(cpu["user_s"] + cpu["system_s"]) / elapsed for cpu, elapsed, _ in cpu_runs]),
-        "user_us_per_op": median_or_none([per_unit(cpu["user_s"] * 1e6, ops) for cpu, _, ops in cpu_runs]),
-        "system_us_per_op": median_or_none([per_unit(cpu["system_s"] * 1e6, ops) for cpu, _, ops in cpu_runs]),
+        "utilisation": scaled("total_s", 1.0, False),
+        "user_per_s": scaled("user_s", 1.0, False),
+        "system_per_s": scaled("system_s", 1.0, False),
+        "us_per_op": scaled("total_s", 1e6, True),
+        "user_us_per_op": scaled("user_s", 1e6, True),
+        "system_us_per_op": scaled("system_s", 1e6, True),
     }
 
 
@@ -201,16 +219,19 @@ def _num(value: float | None, digits: int = 0) -> str:
 
 
 def _cpu_cell(cpu: dict | None) -> str:
-    if not cpu:
+    if not cpu or cpu["utilisation"] is None:
         return "-"
+    if cpu["user_per_s"] is None:
+        return f"{cpu['utilisation'] * 100:.0f} %"
     return f"{cpu['utilisation'] * 100:.0f} % ({cpu['user_per_s'] * 100:.0f}/{cpu['system_per_s'] * 100:.0f})"
 
 
 def _per_op_cell(cpu: dict | None) -> str:
-    if not cpu or cpu["user_us_per_op"] is None:
+    if not cpu or cpu["us_per_op"] is None:
         return "-"
-    user, system = cpu["user_us_per_op"], cpu["system_us_per_op"]
-    return f"{user + system:.1f} ({user:.1f}/{system:.1f})"
+    if cpu["user_us_per_op"] is None:
+        return f"{cpu['us_per_op']:.1f}"
+    return f"{cpu['us_per_op']:.1f} ({cpu['user_us_per_op']:.1f}/{cpu['system_us_per_op']:.1f})"
 
 
 def _latency(key: str):

@@ -7,9 +7,11 @@ measured run with :class:`lab.target.ServerProcess`, which also stops it whateve
 
 What the bench reads from a running target, and where from:
 
-- CPU user and system seconds: ``/proc/PID/stat`` through :func:`lab.probes.cpu_times`, all
-  threads included, sampled right before and right after the measured window. The kernel
-  counts in clock ticks (10 ms at the usual 100 Hz), so very short windows are imprecise.
+- CPU time: exact on-CPU nanoseconds from ``/proc/PID/task/*/schedstat`` (every thread),
+  sampled right before and right after the measured window; and the user/system split from
+  ``/proc/PID/stat`` through :func:`lab.probes.cpu_times`. The kernel attributes whole clock
+  ticks (10 ms at the usual 100 Hz) to user or system mode by sampling, so the split is a
+  proportion estimated from a few hundred samples per second, while the total is exact.
 - resident memory: ``/proc/PID/status`` (:func:`lab.probes.rss_bytes`), read after the measured
   window while every connection is still open.
 - the lab servers' own counters (epoll_wait calls, events, recv/send calls, EAGAINs), asked for
@@ -21,6 +23,7 @@ What the bench reads from a running target, and where from:
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import shlex
@@ -125,8 +128,33 @@ def free_port(host: str) -> int:
 
 @dataclass(slots=True, frozen=True)
 class Snapshot:
-    cpu: probes.CpuTimes
+    cpu: probes.CpuTimes  # tick-sampled user/system seconds
+    runtime: float | None  # exact on-CPU seconds of all threads (None without schedstat)
     counters: dict | None
+
+
+def parse_schedstat(text: str) -> float:
+    """Seconds on the CPU from a ``schedstat`` line: "run_ns wait_ns timeslices"."""
+    return int(text.split()[0]) / 1e9
+
+
+def runtime_seconds(pid: int) -> float | None:
+    """Exact on-CPU seconds of every thread of ``pid`` so far, or None without schedstat.
+    A thread that exits between listing and reading takes its time with it: the server's
+    threads live as long as it does, so that does not happen inside a window."""
+    total, found = 0.0, False
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        raise probes.ProcessGone(pid, f"/proc/{pid}/task") from None
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += parse_schedstat(f.read())
+                found = True
+        except FileNotFoundError:
+            continue
+    return total if found else None
 
 
 class RunningTarget:
@@ -160,7 +188,7 @@ class RunningTarget:
 
     def snapshot(self) -> Snapshot:
         counters = request_stats(self.server, self.stats_file) if self.target.counters else None
-        return Snapshot(probes.cpu_times(self.server.pid), counters)
+        return Snapshot(probes.cpu_times(self.server.pid), runtime_seconds(self.server.pid), counters)
 
     def rss_bytes(self) -> int:
         return probes.rss_bytes(self.server.pid)

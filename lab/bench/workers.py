@@ -34,6 +34,7 @@ def merge(parts: list[Measurement]) -> Measurement:
         latencies=[sample for part in parts for sample in part.latencies],
         cpu_user=sum(part.cpu_user for part in parts),
         cpu_system=sum(part.cpu_system for part in parts),
+        cpu_total=sum(part.cpu_total for part in parts),
     )
 
 

@@ -26,6 +26,13 @@ RECV_SIZE = 64 * 1024
 # it for a while instead of spinning (asyncio's selector_events.py makes the same choice).
 FD_EXHAUSTION_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 ACCEPT_RETRY_SECONDS = 0.1
+# accept() reports these for one client that is already gone or refused (accept(2): Linux
+# passes pending network errors on); the next connection in the queue is fine. Any other
+# error (EBADF, EINVAL) is a bug in the server and is not retried.
+ACCEPT_CLIENT_ERRNOS = frozenset({
+    errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
+    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH,
+})
 
 
 @dataclass(slots=True)
@@ -84,7 +91,7 @@ class Connection:
 
 
 class ServerExit(Exception):
-    """Raised by the SIGINT/SIGTERM handler (see ExitRequest) to leave the event loop."""
+    """Raised by the SIGINT/SIGTERM handler (see LoopSignals) to leave the event loop."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -191,42 +198,56 @@ class StatsWriter:
         partial.write_text(text + "\n")
         os.replace(partial, self.path)
 
-    def on_sigusr1(self) -> None:
-        signal.signal(signal.SIGUSR1, lambda signum, frame: self.write())
 
-
-class ExitRequest:
-    """SIGINT and SIGTERM end the server cleanly, never in the middle of an operation.
+class LoopSignals:
+    """SIGINT, SIGTERM and SIGUSR1 act between two events, never in the middle of one.
 
     A Python signal handler runs between two bytecodes of the main thread. Raising there while
     the loop blocks in epoll_wait() is safe and ends the wait at once; raising anywhere else
-    could cut a send() from its bookkeeping. So the handler raises ServerExit only while the
-    loop says it is ``waiting``, and otherwise sets ``requested`` for the loop to see after the
-    batch of events it is handling.
+    could cut a send() from its bookkeeping, and a counters snapshot taken there could count
+    bytes received but not yet counted as sent. So the handlers act at once only while the loop
+    says it is ``waiting``; otherwise they leave a flag that the loop reads before its next wait.
     """
 
-    def __init__(self) -> None:
-        self.waiting = False
-        self.requested = False
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
-    def _on_signal(self, signum: int, frame: object) -> None:
+    def __init__(self, stats: StatsWriter) -> None:
+        self.stats = stats
+        self.waiting = False
+        self.exit_requested = False
+        self.stats_due = False
+        signal.signal(signal.SIGINT, self._on_exit_signal)
+        signal.signal(signal.SIGTERM, self._on_exit_signal)
+        signal.signal(signal.SIGUSR1, self._on_stats_signal)
+
+    def enter_wait(self) -> None:
+        """Call right before epoll_wait(); ``waiting`` is set first so no signal is missed."""
+        self.waiting = True
+        if self.stats_due:
+            self.stats_due = False
+            self.stats.write()
+
+    def _on_exit_signal(self, signum: int, frame: object) -> None:
         if self.waiting:
             raise ServerExit(signum)
-        self.requested = True
+        self.exit_requested = True
+
+    def _on_stats_signal(self, signum: int, frame: object) -> None:
+        if self.waiting:
+            self.stats.write()
+        else:
+            self.stats_due = True
 
 
 def run_until_signal(kind: str, server, options: ServerOptions) -> int:
-    """Announce, run ``server.run(exit_request)`` until SIGINT/SIGTERM, close everything,
-    write the counters. ``server`` has ``listener``, ``run(ExitRequest) -> int``,
-    ``close_all()`` and ``totals() -> Counters``."""
+    """Announce, run ``server.run(signals)`` until SIGINT/SIGTERM, close everything, write the
+    counters. ``server`` has ``listener``, ``run(LoopSignals) -> int``, ``close_all()`` and
+    ``totals() -> Counters``."""
     stats = StatsWriter(kind, server.totals, options.stats_file)
-    stats.on_sigusr1()
-    exit_request = ExitRequest()
+    signals = LoopSignals(stats)
     announce(server.listener)
     try:
-        status = server.run(exit_request)
+        status = server.run(signals)
     except ServerExit:
         status = 0
     finally:

@@ -27,11 +27,12 @@ import time
 
 from lab.servers.common import (
     ACCEPT_RETRY_SECONDS,
+    ACCEPT_CLIENT_ERRNOS,
     FD_EXHAUSTION_ERRNOS,
     RECV_SIZE,
     Connection,
     Counters,
-    ExitRequest,
+    LoopSignals,
     ServerOptions,
     event_log,
     flush,
@@ -66,18 +67,17 @@ class EdgeServer:
     def totals(self) -> Counters:
         return self.counters
 
-    def run(self, exit_request: ExitRequest) -> int:
-        listen_fd = self.listener.fileno()
-        while self.running and not exit_request.requested:
-            exit_request.waiting = True
+    def run(self, signals: LoopSignals) -> int:
+        while self.running and not signals.exit_requested:
+            signals.enter_wait()
             events = self.epoll.poll(self.poll_timeout())
-            exit_request.waiting = False
+            signals.waiting = False
             self.counters.epoll_waits += 1
             self.counters.events += len(events)
             for fd, mask in events:
                 if (conn := self.connections.get(fd)) is not None:
                     self.on_connection_event(conn, mask)
-                elif fd == listen_fd:
+                elif fd == self.listener.fileno():  # -1 once graceful shutdown closed it
                     self.accept_all()
                 else:
                     self.on_control_event(fd, mask)
@@ -111,7 +111,9 @@ class EdgeServer:
                     self.accept_paused_until = time.monotonic() + ACCEPT_RETRY_SECONDS
                     self.counters.accept_paused += 1
                     return
-                continue  # ECONNABORTED and friends: that client is gone, accept the next
+                if error.errno in ACCEPT_CLIENT_ERRNOS:
+                    continue  # that client is gone; the next one in the queue is fine
+                raise
             self.counters.accepts += 1
             sock.setblocking(False)  # accept() does not pass O_NONBLOCK on from the listener
             conn = Connection(sock, sock.fileno(), peer_name(address), interest=CONNECTION_EVENTS)

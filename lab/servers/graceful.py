@@ -31,7 +31,7 @@ import sys
 import time
 
 from lab import linux
-from lab.servers.common import RECV_SIZE, Connection, ExitRequest, ServerOptions, run_until_signal
+from lab.servers.common import RECV_SIZE, Connection, LoopSignals, ServerOptions, run_until_signal
 from lab.servers.edge import EdgeServer
 
 SHUTDOWN_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -128,8 +128,8 @@ class GracefulServer(EdgeServer):
                   "connection(s) with output pending", file=sys.stderr, flush=True)
             self.running = False
 
-    def run(self, exit_request: ExitRequest) -> int:
-        super().run(exit_request)  # SIGINT and SIGTERM are blocked: they come from the signalfd
+    def run(self, signals: LoopSignals) -> int:
+        super().run(signals)  # SIGINT and SIGTERM are blocked: they come from the signalfd
         return self.exit_status
 
     def close_all(self) -> None:

@@ -28,11 +28,12 @@ import time
 
 from lab.servers.common import (
     ACCEPT_RETRY_SECONDS,
+    ACCEPT_CLIENT_ERRNOS,
     FD_EXHAUSTION_ERRNOS,
     RECV_SIZE,
     Connection,
     Counters,
-    ExitRequest,
+    LoopSignals,
     ServerOptions,
     event_log,
     flush,
@@ -56,14 +57,14 @@ class LevelServer:
     def totals(self) -> Counters:
         return self.counters
 
-    def run(self, exit_request: ExitRequest) -> int:
+    def run(self, signals: LoopSignals) -> int:
         listen_fd = self.listener.fileno()
-        while not exit_request.requested:
+        while not signals.exit_requested:
             # Block until something is ready, or briefly while accepting is paused.
             timeout = ACCEPT_RETRY_SECONDS if self.accept_paused_until is not None else -1
-            exit_request.waiting = True
+            signals.enter_wait()
             events = self.epoll.poll(timeout)
-            exit_request.waiting = False
+            signals.waiting = False
             self.counters.epoll_waits += 1
             self.counters.events += len(events)
             for fd, mask in events:
@@ -87,7 +88,10 @@ class LevelServer:
                 self.epoll.modify(self.listener.fileno(), 0)
                 self.accept_paused_until = time.monotonic() + ACCEPT_RETRY_SECONDS
                 self.counters.accept_paused += 1
-            return  # ECONNABORTED and friends: that one client is gone, nobody else is hurt
+                return
+            if error.errno in ACCEPT_CLIENT_ERRNOS:
+                return  # that client is gone; the next one in the queue is fine
+            raise
         self.counters.accepts += 1
         sock.setblocking(False)  # accept() does not pass O_NONBLOCK on from the listener
         conn = Connection(sock, sock.fileno(), peer_name(address), interest=select.EPOLLIN)

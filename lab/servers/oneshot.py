@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import threading
 import time
 
 from lab.servers.common import (
     ACCEPT_RETRY_SECONDS,
+    ACCEPT_CLIENT_ERRNOS,
     FD_EXHAUSTION_ERRNOS,
     RECV_SIZE,
     Connection,
     Counters,
-    ExitRequest,
+    LoopSignals,
     ServerOptions,
     event_log,
     flush,
@@ -70,14 +72,20 @@ class OneshotServer:
     def totals(self) -> Counters:
         return Counters.total(self.thread_counters)
 
-    def run(self, exit_request: ExitRequest) -> int:
+    def run(self, signals: LoopSignals) -> int:
+        # The kernel hands a process-directed signal to any thread that does not block it, but
+        # Python runs handlers only in the main thread, and only when it executes bytecode. The
+        # workers inherit a mask that blocks the signals, so the main thread gets them all.
+        signal.pthread_sigmask(signal.SIG_BLOCK, LoopSignals.HANDLED)
         for worker in self.workers:
             worker.start()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, LoopSignals.HANDLED)
         # The main thread only waits: a signal may end the wait at any moment (close_all()
         # then stops the workers between two events).
-        exit_request.waiting = True
-        for worker in self.workers:
-            worker.join()
+        signals.enter_wait()
+        if not signals.exit_requested:
+            for worker in self.workers:
+                worker.join()
         return 0
 
     def work(self, counters: Counters) -> None:
@@ -110,7 +118,9 @@ class OneshotServer:
                         self.accept_paused_until = time.monotonic() + ACCEPT_RETRY_SECONDS
                     counters.accept_paused += 1
                     return
-                continue  # ECONNABORTED and friends: that client is gone, accept the next
+                if error.errno in ACCEPT_CLIENT_ERRNOS:
+                    continue  # that client is gone; the next one in the queue is fine
+                raise
             counters.accepts += 1
             sock.setblocking(False)  # accept() does not pass O_NONBLOCK on from the listener
             conn = Connection(sock, sock.fileno(), peer_name(address))
