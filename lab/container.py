@@ -201,7 +201,9 @@ def connect() -> docker.DockerClient:
     )
 
 
-def build_image(client: docker.DockerClient, *, tag: str | None = None, log: TextIO = sys.stderr) -> str:
+def build_image(
+    client: docker.DockerClient, *, tag: str | None = None, log: TextIO = sys.stderr
+) -> str:
     """Build the image from this checkout's Dockerfile, streaming the build's output to log."""
     tag = tag or image_name()
     if not (SOURCE_ROOT / "Dockerfile").is_file():
@@ -232,12 +234,15 @@ def ensure_image(client: docker.DockerClient) -> str:
     return tag
 
 
-def _copy_output(client: docker.DockerClient, container_id: str, *, stderr: bool, sink: TextIO) -> None:
+def _copy_output(
+    client: docker.DockerClient, container_id: str, *, stderr: bool, sink: TextIO
+) -> None:
     """Copy one of the container's streams to sink as it comes, until the container exits.
     (The logs endpoint with follow has no read timeout, unlike attach: a scenario may stay
     silent for minutes.)"""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    stream = client.api.logs(container_id, stdout=not stderr, stderr=stderr, stream=True, follow=True)
+    stream = client.api.logs(container_id, stdout=not stderr, stderr=stderr,
+                             stream=True, follow=True)
     try:
         for chunk in stream:
             sink.write(decoder.decode(chunk))
@@ -248,7 +253,7 @@ def _copy_output(client: docker.DockerClient, container_id: str, *, stderr: bool
     sink.flush()
 
 
-def run_plan(client: docker.DockerClient, image: str, plan: ContainerPlan, *, name: str | None = None) -> int:
+def run_plan(client: docker.DockerClient, image: str, plan: ContainerPlan) -> int:
     """Run the plan in a fresh container, stream its output live, remove it, return its status."""
     import docker
     from docker.types import Ulimit
@@ -260,7 +265,7 @@ def run_plan(client: docker.DockerClient, image: str, plan: ContainerPlan, *, na
         container = client.containers.create(
             image,
             plan.command,
-            name=name or f"lab-cli-{uuid.uuid4().hex[:12]}",
+            name=f"lab-cli-{uuid.uuid4().hex[:12]}",
             working_dir=plan.working_dir,
             user=plan.user,
             volumes={host: {"bind": inside, "mode": "rw"} for host, inside in plan.mounts.items()},
@@ -276,7 +281,9 @@ def run_plan(client: docker.DockerClient, image: str, plan: ContainerPlan, *, na
             container.start()
         except docker.errors.APIError as error:
             hint = " (lower LAB_NOFILE)" if "rlimit" in str(error) else ""
-            raise UsageError(f"the container did not start{hint}: {error.explanation or error}") from None
+            raise UsageError(
+                f"the container did not start{hint}: {error.explanation or error}"
+            ) from None
         copiers = [
             threading.Thread(target=_copy_output, args=(client, container.id),
                              kwargs={"stderr": stderr, "sink": sink}, daemon=True)

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 from lab.bench import platform_info, plots
-from lab.bench.client import WORKLOADS, BenchFailure, Workload
-from lab.bench.limits import FD_MARGIN, fd_limit_needed, raise_fd_limit
-from lab.bench.report import markdown, summarize, table, write_reports
+from lab.bench.limits import fd_limit_needed, raise_fd_limit
+from lab.bench.report import RunRecord, markdown, summarize, table, write_reports
 from lab.bench.session import Plan, run_plan
 from lab.bench.targets import TARGETS, command_target, parse_target_names, unavailable
+from lab.bench.workload import WORKLOADS, BenchFailure, Workload
 from lab.errors import UsageError
 from lab.units import parse_duration, parse_size
 
@@ -202,23 +202,25 @@ def run_bench(args: argparse.Namespace) -> int:
     plan, notes = build_plan(args)
     raise_fd_limit(fd_need(plan))
     platform = platform_info.collect()
-    command = "lab bench " + " ".join(shlex.quote(word) for word in sys.argv[2:]) if sys.argv[1:2] == ["bench"] \
-        else "lab bench (called in-process)"
     for note in notes:
         progress(f"note: {note}")
+    runs: list[RunRecord] = []
     try:
-        runs = run_plan(plan, progress)
-    except BenchFailure as failure:
-        print(f"lab bench: FAILED: {failure}", file=sys.stderr)
-        return 1
+        run_plan(plan, progress, runs)
+    except BenchFailure as error:
+        failure = f"lab bench: FAILED: {error}"
+        if plan.external or not runs:
+            print(failure, file=sys.stderr)
+            return 1
+        # A long session keeps what it measured before the failure, marked as incomplete.
+        notes.append(f"INCOMPLETE: the session stopped early ({error})")
+    else:
+        failure = None
     results = summarize(runs, platform)
     notes += _bound_notes(results)
     if platform["cpus_usable"] <= 2:
         notes.append(f"client and server share {platform['cpus_usable']} CPU(s): both compete for the "
                      "same cores, so read the 'bound' column and the CPU per request")
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    directory = Path(args.results) / f"bench-{stamp}"
-    text = markdown(results, platform_info.describe(platform), command, notes)
     if plan.external:
         _print_assignment_summary(plan, results)
     else:
@@ -227,19 +229,31 @@ def run_bench(args: argparse.Namespace) -> int:
             print()
     for note in notes:
         print(f"note: {note}")
+    _write_report(args, results, notes, platform)
+    if failure:
+        print(failure, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_report(args: argparse.Namespace, results: list[dict], notes: list[str], platform: dict) -> None:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    directory = Path(args.results) / f"bench-{stamp}"
+    command = ("lab bench " + " ".join(shlex.quote(word) for word in sys.argv[2:])
+               if sys.argv[1:2] == ["bench"] else "lab bench (called in-process)")
     try:
-        written = write_reports(directory, results, text)
+        written = write_reports(directory, results,
+                                markdown(results, platform_info.describe(platform), command, notes))
         if args.no_plots:
             pass
         elif plots.available():
             written += plots.plot_all(results, directory, platform_info.describe(platform))
         else:
             print("note: plots skipped (pip install 'epoll-lab[plot]' for matplotlib)")
-    except OSError as error:
+    except OSError as error:  # the measurement itself is done and printed: say so, go on
         print(f"lab bench: could not write the report to {directory}: {error}", file=sys.stderr)
-        return 0  # the measurement itself succeeded and was printed
+        return
     print(f"report: {directory}/ ({', '.join(path.name for path in written)})")
-    return 0
 
 
 def progress(line: str) -> None:

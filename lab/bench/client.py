@@ -22,8 +22,8 @@ verified), ``connect`` (a burst of N connects, each proven by one echo, then clo
 connection set-up and the warm-up happen in :meth:`LoadClient.prepare`, outside the measured
 window; :meth:`LoadClient.measure` is the measured part.
 
-Every failure is a :class:`BenchFailure` naming the connection and what was wrong: a benchmark
-that counted a wrong reply as a fast one would measure nothing.
+Every failure is a :class:`~lab.bench.workload.BenchFailure` naming the connection and what
+was wrong: a benchmark that counted a wrong reply as a fast one would measure nothing.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ import random
 import select
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from lab.bench.limits import bind_source
 from lab.bench.stats import OpenLoopSchedule
+from lab.bench.workload import BenchFailure, Measurement, Workload, describe_mismatch, request_pairs
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 EPOLLERR, EPOLLHUP = select.EPOLLERR, select.EPOLLHUP
@@ -47,45 +48,7 @@ POLL_SECONDS = 0.25
 # Connections opened at once while setting up (not measured): more than the listen backlog
 # would only make the kernel drop SYNs and retry them a second later.
 CONNECT_WAVE = 1024
-# Memory allowed for preallocated request bytes; past it, connections share request pairs.
-PAYLOAD_BUDGET = 64 * 1024 * 1024
 STREAM_CHUNK = 64 * 1024
-WORKLOADS = ("pingpong", "stream", "connect")
-
-
-class BenchFailure(Exception):
-    """The run failed: a wrong reply, a server that closed, stalled or never listened."""
-
-
-@dataclass(slots=True)
-class Workload:
-    """What one measured run does. ``requests`` and ``warmup`` count per connection;
-    ``rate`` (open loop) counts for the whole client."""
-
-    kind: str
-    connections: int
-    requests: int = 100
-    size: int = 64
-    pipeline: int = 1
-    rate: float | None = None
-    warmup: int = 1
-    stream_bytes: int = 10 * 1024 * 1024
-    timeout: float = 30.0
-
-
-@dataclass(slots=True)
-class Measurement:
-    """What a client saw in the measured window. ``started``/``finished`` are
-    ``time.perf_counter()`` (CLOCK_MONOTONIC: comparable across the worker processes)."""
-
-    started: float
-    finished: float
-    requests: int  # verified replies (pingpong) or completed connections (connect)
-    bytes_echoed: int  # bytes verified coming back
-    latencies: list[float]  # seconds; per pipelined batch (all its requests share it)
-    cpu_user: float  # tick-sampled (10 ms ticks): use for the user/system split
-    cpu_system: float
-    cpu_total: float  # exact (CLOCK_PROCESS_CPUTIME_ID)
 
 
 @dataclass(slots=True, eq=False)
@@ -101,32 +64,6 @@ class Conn:
     unsent: bytes = b""  # the tail of a request the send buffer had no room for
     done: int = 0  # stream: bytes verified back; open loop: requests completed
     sent: int = 0  # stream: bytes written
-
-
-def request_pairs(connections: int, size: int, pipeline: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
-    """Distinct random request pairs (one batch of ``pipeline`` requests each), as many as
-    ``PAYLOAD_BUDGET`` allows, at most one per connection. Connection ``i`` uses entry
-    ``i % len(result)``."""
-    batch = size * pipeline
-    count = max(1, min(connections, PAYLOAD_BUDGET // (2 * batch)))
-    rng = random.Random(seed)
-    pairs = []
-    for _ in range(count):
-        first, second = rng.randbytes(size), rng.randbytes(size)
-        if first == second:  # only possible for 1-byte requests: make the variants differ
-            second = bytes([first[0] ^ 0xFF])
-        pairs.append((first * pipeline, second * pipeline))
-    return pairs
-
-
-def describe_mismatch(expected: bytes, got: bytes) -> str:
-    """Where two byte strings first differ, with a short excerpt of both."""
-    at = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
-    lo = max(0, at - 8)
-    return (
-        f"expected {len(expected)} bytes, got {len(got)} bytes; first difference at byte {at}: "
-        f"expected {expected[lo:at + 16]!r}, got {got[lo:at + 16]!r}"
-    )
 
 
 class LoadClient:
@@ -163,8 +100,8 @@ class LoadClient:
         """Everything before the measured window: connect, then warm up."""
         w = self.workload
         if w.kind == "connect":
-            warm = LoadClient(self.address, self.family, Workload("connect", min(8, w.connections)),
-                              range(min(8, w.connections)), self.sources)
+            few = min(8, w.connections)
+            warm = LoadClient(self.address, self.family, replace(w, connections=few), range(few), self.sources)
             with warm:
                 warm.measure()
             return
@@ -249,7 +186,10 @@ class LoadClient:
                     raise BenchFailure(f"{len(wave)} connects to {self.where} did not complete "
                                        f"within {self.workload.timeout:g} s")
                 for fd, _mask in self.epoll.poll(POLL_SECONDS):
-                    conn = wave.pop(fd)
+                    conn = wave.pop(fd, None)
+                    if conn is None:  # an earlier, connected one: EOF or bytes nobody asked for
+                        raise BenchFailure(f"{self.where} closed or wrote on a connection before "
+                                           "it was sent anything")
                     status = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     if status:
                         raise self._connect_error(status)

@@ -14,15 +14,13 @@ skipped.
 
 from __future__ import annotations
 
+import importlib.util
+import textwrap
 from pathlib import Path
 
 
 def available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _pyplot():
@@ -58,8 +56,18 @@ def _grouped_bars(ax, results: list[dict], key: str, groups: list[int]) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
+def _plain_log_axis(ax) -> None:
+    """Log scale labelled 0.5, 1, 2, 5 ... instead of 5x10^-1."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+
 def plot_all(results: list[dict], directory: Path, title: str) -> list[Path]:
     plt = _pyplot()
+    title = textwrap.fill(title, 110)
     written = []
     pingpong = [r for r in results if r["workload"] == "pingpong"]
     groups = sorted({r["connections"] for r in pingpong})
@@ -84,12 +92,14 @@ def plot_all(results: list[dict], directory: Path, title: str) -> list[Path]:
             for r in (r for r in pingpong if r["connections"] == group and r["latency_ms"]):
                 keys = ("p50", "p90", "p99", "p999")
                 ax.plot(["p50", "p90", "p99", "p99.9"], [r["latency_ms"][k] for k in keys], marker="o", label=r["target"])
-            ax.set_yscale("log")
+            _plain_log_axis(ax)
+            ax.tick_params(axis="y", which="minor", labelsize=7)
             ax.set_title(f"{group:,} connections", fontsize=9)
             ax.set_ylabel("latency (ms)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        fig.suptitle(f"Ping-pong latency percentiles ({pingpong[0]['mode']})", fontsize=9)
+        fig.suptitle(textwrap.fill(f"Ping-pong latency percentiles ({pingpong[0]['mode']})\n{title}", 110),
+                     fontsize=9)
         save(fig, "latency.png")
 
         with_cpu = [r for r in pingpong if r["server_cpu"]]

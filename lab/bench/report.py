@@ -22,9 +22,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from lab.bench.client import Measurement, Workload
 from lab.bench.stats import latency_summary_ms, median_or_none, per_unit, spread
 from lab.bench.targets import Snapshot
+from lab.bench.workload import Measurement, Workload
 
 MIB = 1024 * 1024
 BOUND_AT = 0.9

@@ -20,11 +20,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from lab import probes
-from lab.bench.client import BenchFailure, Workload
 from lab.bench.limits import ports_per_address, source_addresses
 from lab.bench.report import RunRecord, run_record
 from lab.bench.targets import RunningTarget, StraceAttach, Target
 from lab.bench.workers import ClientPool
+from lab.bench.workload import BenchFailure, Workload
 from lab.errors import UsageError
 
 
@@ -112,8 +112,9 @@ def measure_target(target: Target, workload: Workload, workers: int, repeat: int
                       syscalls=tracers[0].counts if tracers else None, load_1min=load)
 
 
-def run_plan(plan: Plan, say: Callable[[str], None]) -> list[RunRecord]:
-    runs: list[RunRecord] = []
+def run_plan(plan: Plan, say: Callable[[str], None], runs: list[RunRecord]) -> None:
+    """Measure everything in ``plan``, appending to ``runs`` as it goes (so a failure part-way
+    leaves what was measured before it)."""
     for workload in plan.workloads:
         label = f"{workload.kind}, {workload.connections:,} connection(s)"
         for repeat in range(plan.repeats):
@@ -131,7 +132,6 @@ def run_plan(plan: Plan, say: Callable[[str], None]) -> list[RunRecord]:
                 run = measure_target(target, workload, plan.workers, plan.repeats, traced=True)
                 runs.append(run)
                 say(f"{label}, traced {target.name}: {sum(r['calls'] for r in run.syscalls.values()):,} syscalls")
-    return runs
 
 
 def _rate(run: RunRecord) -> str:

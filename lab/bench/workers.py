@@ -18,7 +18,8 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
-from lab.bench.client import BenchFailure, LoadClient, Measurement, Workload
+from lab.bench.client import LoadClient
+from lab.bench.workload import BenchFailure, Measurement, Workload
 
 # How far ahead the common start time is set: long enough for every worker to get the message.
 START_LEAD_SECONDS = 0.05
@@ -44,7 +45,9 @@ def _worker_main(pipe: Connection, address: tuple, family: int, workload: Worklo
         with LoadClient(address, family, workload, indices, sources) as client:
             client.prepare()
             pipe.send(("ready", None))
-            start_at = pipe.recv()
+            order, start_at = pipe.recv()
+            if order != "go":  # another worker failed: no measured window
+                return
             pipe.send(("done", client.measure(start_at)))
             pipe.recv()  # hold the connections open until the parent has read the server
     except BenchFailure as failure:
@@ -97,7 +100,7 @@ class ClientPool:
             return self.local.measure()
         start_at = time.perf_counter() + START_LEAD_SECONDS
         for pipe in self.pipes:
-            pipe.send(start_at)
+            pipe.send(("go", start_at))
         return merge(self._collect("done"))
 
     def close(self) -> None:
@@ -106,7 +109,7 @@ class ClientPool:
             self.local = None
         for pipe in self.pipes:
             try:
-                pipe.send("close")
+                pipe.send(("close", None))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # that worker already ended
             pipe.close()

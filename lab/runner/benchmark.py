@@ -17,7 +17,7 @@ from lab.runner.submission import BenchmarkSpec
 from lab.runner.targets import Target
 
 THROUGHPUT = re.compile(r"([\d][\d,.]*)\s*(?:req(?:uests)?/s|rps)\b", re.IGNORECASE)
-TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
+TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 OUTPUT_TAIL = 400
 
 

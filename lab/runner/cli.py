@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--port", type=_port, help="with --cmd: the fixed port the program listens on")
     run.add_argument("--idle-timeout", type=_duration, metavar="DURATION",
                      help="with --cmd --as timeout: the program's idle timeout (default 5s)")
+    run.add_argument("--tick", type=_duration, metavar="DURATION",
+                     help="with --cmd --as timeout: how often it checks for idle connections (default 1s)")
     run.add_argument("--drain-timeout", type=_duration, metavar="DURATION",
                      help="with --cmd --as graceful: its longest drain after SIGTERM (default 10s)")
     _common(run)
@@ -81,11 +83,11 @@ def _target(args: argparse.Namespace):
         if args.kind is None:
             raise UsageError("--cmd needs --as KIND (level, edge, oneshot, timeout or graceful)")
         return Target.command(args.cmd, kind=args.kind, port=args.port, idle_timeout=args.idle_timeout,
-                              drain_timeout=args.drain_timeout, cwd=Path.cwd())
+                              tick=args.tick, drain_timeout=args.drain_timeout, cwd=Path.cwd())
     if args.target is None:
         raise UsageError("say what to run against: --target KIND, or --cmd 'COMMAND {port}' --as KIND (or --list)")
     for flag, value in (("--as", args.kind), ("--port", args.port), ("--idle-timeout", args.idle_timeout),
-                        ("--drain-timeout", args.drain_timeout)):
+                        ("--tick", args.tick), ("--drain-timeout", args.drain_timeout)):
         if value is not None:
             raise UsageError(f"{flag} goes with --cmd, not with --target")
     return Target.builtin(args.target)
@@ -124,8 +126,11 @@ def _print(report) -> int:
 
 
 def listing(scenarios: dict) -> str:
-    """``lab run --list``: every scenario and every checklist item, nothing run."""
+    """``lab run --list``: every scenario, every checklist item and the step actions a
+    scenario file can use; nothing runs."""
     from tabulate import tabulate
+
+    from lab.runner.scenario import ACTIONS
 
     feeds = {name: [item.id for item in CHECKLIST if name in item.scenarios] for name in scenarios}
     scenario_rows = [
@@ -136,7 +141,12 @@ def listing(scenarios: dict) -> str:
         [item.id, item.points, "/".join(item.kinds), item.title, ", ".join(item.scenarios) or "(benchmark client)"]
         for item in CHECKLIST
     ]
+    action_rows = [
+        [name, ", ".join(action.required), ", ".join(action.optional), textwrap.fill(action.summary, 60)]
+        for name, action in ACTIONS.items()
+    ]
     return "\n\n".join([
         tabulate(scenario_rows, headers=["scenario", "clients", "what it does", "feeds"]),
         tabulate(item_rows, headers=["item", "points", "programs", "checks that", "scenarios"]),
+        tabulate(action_rows, headers=["step action", "fields", "optional fields", "what it does"]),
     ])

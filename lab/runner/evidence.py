@@ -48,6 +48,8 @@ def _snapshot(pid: int, port: int) -> dict:
         "clients_registered": len(clients),
         "clients_et": sum(target.edge_triggered for target in clients),
         "clients_oneshot": sum(target.oneshot for target in clients),
+        # A ONESHOT registration that fired keeps only its private bits until EPOLL_CTL_MOD.
+        "clients_disarmed": sum(target.oneshot and not target.armed for target in clients),
         "clients_out": len(with_out),
         "out_example": _mask_text(with_out[0]) if with_out else None,
         "client_example": _mask_text(clients[0]) if clients else None,

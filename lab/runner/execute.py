@@ -27,9 +27,10 @@ from lab.runner.workload import (
 )
 from lab.target import ServerProcess
 
-# Progress callback: (scenario, step, clients open now) -> None
-Progress = Callable[[Scenario, Step, int], None]
+# Called before each step with (scenario, step, clients open now): the live progress line.
+StepCallback = Callable[[Scenario, Step, int], None]
 SETTLE_INTERVAL = 0.05
+HALF_CLOSE_EOF_WAIT = 1.0
 
 
 @dataclass(slots=True)
@@ -55,10 +56,10 @@ class Context:
                 client.close()
 
 
-def run_scenario(scenario: Scenario, target: Target, log_dir: Path, progress: Progress | None = None) -> dict:
+def run_scenario(scenario: Scenario, target: Target, log_dir: Path, progress: StepCallback | None = None) -> dict:
     """Start the target, run every step, stop the target; raise TargetError only if it never
     listened."""
-    run: dict = {"died_in_step": None, "status": None}
+    run: dict = {"died_in_step": None, "exit_status": None, "status": None}
     with target.running(log_dir, nofile=scenario.nofile) as server:
         context = Context(scenario, target, server)
         observations = context.observations
@@ -69,15 +70,21 @@ def run_scenario(scenario: Scenario, target: Target, log_dir: Path, progress: Pr
                 measured = ACTIONS[step.action](context, step)
                 if step.save:
                     observations[step.save] = measured
-                status = server.process.poll()
-                if status is not None and run["died_in_step"] is None and context.signalled_at is None:
-                    run["died_in_step"] = f"{step.index} ({step.describe()})"
-                    run["status"] = status
+                _note_death(context, run, f"step {step.index} ({step.describe()})")
         finally:
             context.close_all()
+        _note_death(context, run, "the end of the scenario")
         run["status"] = server.stop()
     observations["_run"] = run
     return observations
+
+
+def _note_death(context: Context, run: dict, when: str) -> None:
+    """Remember the first time the server is found dead without having been signalled."""
+    status = context.server.process.poll()
+    if status is not None and run["died_in_step"] is None and context.signalled_at is None:
+        run["died_in_step"] = when
+        run["exit_status"] = status
 
 
 # -- the actions -----------------------------------------------------------------------------
@@ -108,7 +115,7 @@ def do_connect(context: Context, step: Step) -> dict:
     }
 
 
-def _exchange_summary(clients: list[Client], started: float) -> dict:
+def _exchange_summary(clients: list[Client], started: float, ended_by: str) -> dict:
     complete = [c for c in clients if c.caught_up and c.mismatch_at is None and not c.ended]
     return {
         "clients": len(clients),
@@ -124,6 +131,7 @@ def _exchange_summary(clients: list[Client], started: float) -> dict:
         "sha256_sent": clients[0].sent_hash.hexdigest() if clients else None,
         "sha256_echoed": clients[0].echo_hash.hexdigest() if clients else None,
         "seconds": round(time.monotonic() - started, 3),
+        "ended_by": ended_by,
     }
 
 
@@ -139,11 +147,11 @@ def do_echo(context: Context, step: Step) -> dict:
             client.messages.append(payload)
     done_before = sum(c.messages_done for c in clients)
     started = time.monotonic()
-    pump(clients, _deadline(step), CAUGHT_UP)
-    summary = _exchange_summary(clients, started)
+    ended_by = pump(clients, _deadline(step), CAUGHT_UP)
+    summary = _exchange_summary(clients, started, ended_by)
     summary["messages"] = len(clients) * rounds
     summary["messages_echoed"] = sum(c.messages_done for c in clients) - done_before
-    summary["expected_bytes_each"] = size if size is not None else None
+    summary["expected_bytes_each"] = size  # None for text messages
     return summary
 
 
@@ -164,8 +172,8 @@ def do_stream(context: Context, step: Step) -> dict:
                 context.signalled_at = time.monotonic()
                 context.server.send_signal(signal.Signals[signum])
     # With a signal the server decides when the streams end (EOF), not the clients.
-    pump(clients, _deadline(step), EOF if signum else CAUGHT_UP, on_tick=on_tick)
-    summary = _exchange_summary(clients, started)
+    ended_by = pump(clients, _deadline(step), EOF if signum else CAUGHT_UP, on_tick=on_tick)
+    summary = _exchange_summary(clients, started, ended_by)
     summary["size_each"] = step.params["size"]
     if signum is not None:
         summary["signalled"] = context.signalled_at is not None
@@ -192,19 +200,24 @@ def do_send(context: Context, step: Step) -> dict:
 def do_finish(context: Context, step: Step) -> dict:
     clients = context.groups[step.params["group"]]
     started = time.monotonic()
-    pump(clients, _deadline(step), CAUGHT_UP)
-    return _exchange_summary(clients, started)
+    ended_by = pump(clients, _deadline(step), CAUGHT_UP)
+    return _exchange_summary(clients, started, ended_by)
 
 
 def do_close(context: Context, step: Step) -> dict:
     clients = context.groups[step.params["group"]]
     how = step.params["how"]
     if how == "half":
+        # The echo of what was sent before the FIN must still come; the EOF that should
+        # follow is recorded, but judged by the cleanup items (a server that never closes
+        # fails those, not this).
         for client in clients:
             shut_write(client)
         started = time.monotonic()
-        pump(clients, _deadline(step), EOF)
-        summary = _exchange_summary(clients, started)
+        deadline = _deadline(step)
+        ended_by = pump(clients, deadline, CAUGHT_UP)
+        pump(clients, min(deadline, time.monotonic() + HALF_CLOSE_EOF_WAIT), EOF)
+        summary = _exchange_summary(clients, started, ended_by)
         summary["eof"] = sum(c.eof and c.error is None for c in clients)
         summary["unechoed"] = sum(len(c.expect) for c in clients)
     else:
@@ -252,10 +265,13 @@ def _settled(current: dict, baseline: dict) -> bool:
 def do_watch(context: Context, step: Step) -> dict:
     idle = context.groups[step.params["idle"]]
     active = context.groups[step.params["active"]]
-    timeout, tolerance = context.target.idle_timeout, step.params["tolerance"]
+    # A server that checks every `tick` seconds may close an idle connection up to one tick
+    # after its timeout; the tolerance covers scheduling on a busy machine.
+    timeout = context.target.idle_timeout
+    limit = timeout + context.target.tick + step.params["tolerance"]
     interval = timeout / 4
     started = time.monotonic()
-    end = started + timeout + tolerance
+    end = started + limit
     next_ping = started
     while (now := time.monotonic()) < end:
         if now >= next_ping:
@@ -267,7 +283,8 @@ def do_watch(context: Context, step: Step) -> dict:
     idle_closed = [c for c in idle if c.ended]
     return {
         "idle_timeout": timeout,
-        "limit": timeout + tolerance,
+        "tick": context.target.tick,
+        "limit": limit,
         "idle": len(idle),
         "idle_closed": len(idle_closed),
         "idle_closed_after": [round(c.ended_at - c.last_active, 3) for c in idle_closed],
@@ -284,7 +301,8 @@ def do_exit(context: Context, step: Step) -> dict:
     refused = _connect_refused(context.port) if context.server.process.poll() is None else True
     context.close_all()
     started = context.signalled_at or time.monotonic()
-    status = context.server.wait(max(0.0, started + context.target.drain_timeout + step.params["timeout"] - time.monotonic()))
+    deadline = started + context.target.drain_timeout + step.params["timeout"]
+    status = context.server.wait(max(0.0, deadline - time.monotonic()))
     return {
         "status": status,
         "seconds_after_signal": round(time.monotonic() - started, 3) if status is not None else None,

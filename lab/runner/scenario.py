@@ -129,7 +129,8 @@ ACTIONS: dict[str, Action] = {
         {"timeout": ("duration", 60.0), **SAVE},
     ),
     "close": Action(
-        "close GROUP: 'close', 'reset' (SO_LINGER 0) or 'half' (shutdown(SHUT_WR), read to EOF)",
+        "close GROUP: 'close', 'reset' (SO_LINGER 0) or 'half' (shutdown(SHUT_WR), read the rest "
+        "of the echo, wait up to 1 s for EOF)",
         {"group": "group"},
         {"how": ("how", "close"), "timeout": ("duration", 5.0), **SAVE},
     ),
@@ -145,10 +146,10 @@ ACTIONS: dict[str, Action] = {
         {"timeout": ("duration", 5.0)},
     ),
     "watch": Action(
-        "for the server's idle timeout + TOLERANCE: IDLE stays quiet, ACTIVE sends a line every "
-        "quarter timeout; record when each connection is closed",
+        "for the server's idle timeout + its tick + TOLERANCE: IDLE stays quiet, ACTIVE sends a "
+        "line every quarter timeout; record when each connection is closed",
         {"idle": "group", "active": "group", "save": "name"},
-        {"tolerance": ("duration", 2.0)},
+        {"tolerance": ("duration", 1.0)},
     ),
     "exit": Action(
         "wait up to the server's drain timeout + TIMEOUT for it to exit; try a new connection first",

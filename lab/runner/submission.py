@@ -12,6 +12,7 @@ A submission is a TOML file; relative paths and commands run from the folder it 
     [timeout]                   # timeout_epoll
     cmd = "./zig-out/bin/timeout_epoll {port}"
     idle_timeout = "5s"         # what the server closes idle connections after
+    tick = "1s"                 # how often its timerfd fires
     [signal]                    # signal_epoll
     cmd = "./zig-out/bin/signal_epoll {port}"
     drain_timeout = "10s"       # the longest it drains after SIGTERM
@@ -44,7 +45,7 @@ from lab.units import parse_duration
 # Section name in the file -> server kind (the assignment calls the graceful one signal_epoll).
 PROGRAM_SECTIONS = {"level": "level", "edge": "edge", "oneshot": "oneshot", "timeout": "timeout",
                     "signal": "graceful"}
-SERVER_FIELDS = {"cmd", "port", "idle_timeout", "drain_timeout"}
+SERVER_FIELDS = {"cmd", "port", "idle_timeout", "tick", "drain_timeout"}
 BENCHMARK_FIELDS = {"cmd", "server", "connections", "requests", "report", "timeout"}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,10 +146,11 @@ def _server(path: Path, section: str, kind: str, value: object, base: Path) -> T
     table = _table(path, section, value, SERVER_FIELDS)
     port = _whole(path, section, table, "port", 0) if "port" in table else None
     idle_timeout = _seconds(path, section, table, "idle_timeout")
+    tick = _seconds(path, section, table, "tick")
     drain_timeout = _seconds(path, section, table, "drain_timeout")
     try:
         return Target.command(table["cmd"], kind=kind, name=section, port=port, cwd=base,
-                              idle_timeout=idle_timeout, drain_timeout=drain_timeout)
+                              idle_timeout=idle_timeout, tick=tick, drain_timeout=drain_timeout)
     except UsageError as error:
         raise SubmissionError(f"{path}: [{section}]: {error}") from None
 

@@ -28,7 +28,7 @@ FREE_PORT_ATTEMPTS = 3
 # Our servers, tuned so a full grade takes seconds: a short idle timeout with a tick well
 # under it, and a drain timeout the scenario can wait for.
 BUILTIN_TIMING = {
-    "timeout": (("--idle-timeout", "1s", "--tick", "250ms"), {"idle_timeout": 1.0}),
+    "timeout": (("--idle-timeout", "1s", "--tick", "250ms"), {"idle_timeout": 1.0, "tick": 0.25}),
     "graceful": (("--drain-timeout", "5s"), {"drain_timeout": 5.0}),
 }
 
@@ -36,17 +36,19 @@ BUILTIN_TIMING = {
 @dataclass(slots=True, frozen=True)
 class Target:
     """A program to grade. ``kind`` says which checklist items apply (level, edge, oneshot,
-    timeout, graceful); ``idle_timeout`` and ``drain_timeout`` are what the program was
-    configured with, in seconds, for the timeout and graceful scenarios."""
+    timeout, graceful); ``idle_timeout``, ``tick`` and ``drain_timeout`` are what the program
+    was configured with, in seconds, for the timeout and graceful scenarios."""
 
     kind: str
     argv: tuple[str, ...]
     name: str
     port: int | None = None
     idle_timeout: float = 5.0
+    tick: float = 1.0  # how often it checks for idle connections (its timerfd period)
     drain_timeout: float = 10.0
     cwd: str | None = None
     announces_port: bool = False  # prints "listening on HOST:PORT", so it can take port 0
+    ready_timeout: float = 15.0  # how long it may take to start listening
 
     @classmethod
     def builtin(cls, kind: str, extra_args: tuple[str, ...] | list[str] = ()) -> Target:
@@ -65,8 +67,10 @@ class Target:
         name: str | None = None,
         port: int | None = None,
         idle_timeout: float | None = None,
+        tick: float | None = None,
         drain_timeout: float | None = None,
         cwd: str | Path | None = None,
+        ready_timeout: float = 15.0,
     ) -> Target:
         """Any program. ``command`` is an argv list or one shell-like string; it must contain
         ``{port}`` unless ``port`` fixes the port it listens on."""
@@ -84,9 +88,12 @@ class Target:
         timing = {}
         if idle_timeout is not None:
             timing["idle_timeout"] = float(idle_timeout)
+        if tick is not None:
+            timing["tick"] = float(tick)
         if drain_timeout is not None:
             timing["drain_timeout"] = float(drain_timeout)
-        return cls(kind, argv, name=name or kind, port=port, cwd=str(cwd) if cwd else None, **timing)
+        return cls(kind, argv, name=name or kind, port=port, cwd=str(cwd) if cwd else None,
+                   ready_timeout=ready_timeout, **timing)
 
     def argv_for(self, port: int) -> list[str]:
         return [word.replace(PORT, str(port)) for word in self.argv]
@@ -112,6 +119,7 @@ class Target:
                 log_dir=log_dir,
                 nofile=nofile,
                 cwd=self.cwd,
+                ready_timeout=self.ready_timeout,
             )
             try:
                 server.start()

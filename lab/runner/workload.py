@@ -38,6 +38,9 @@ PATTERN = random.Random(0x5EED).randbytes((1 << 20) + 7)
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 CAUGHT_UP, SENT, EOF = "caught_up", "sent", "eof"  # what pump() waits for
+# A loop ends early once no byte has moved either way (and no connection ended) for this
+# long: a stalled server is failed in seconds, not after a whole stream's deadline.
+STALL_SECONDS = 5.0
 
 
 def pattern_bytes(position: int, count: int) -> bytes:
@@ -186,12 +189,14 @@ def connect_clients(count: int, port: int, deadline: float, first_index: int = 0
     return connected, failures
 
 
-def pump(clients: list[Client], deadline: float, goal: str = CAUGHT_UP, *, on_tick=None) -> None:
+def pump(clients: list[Client], deadline: float, goal: str = CAUGHT_UP, *, on_tick=None) -> str:
     """Send what each client has queued and read its echo until ``goal`` holds for every
-    client or the deadline passes. Goals: CAUGHT_UP (all sent and echoed), SENT (all sent,
+    client ("done"), the deadline passes ("deadline") or nothing moved for STALL_SECONDS
+    ("stalled"). Goals: CAUGHT_UP (all sent and echoed), SENT (all sent,
     nothing read: a reader that stalls on purpose), EOF (until the server closes).
     ``on_tick()`` runs between waits (progress lines, a signal sent mid-stream)."""
     reading = goal != SENT
+    last_progress = time.monotonic()
     with selectors.DefaultSelector() as selector:
         wanted: dict[Client, int] = {}
 
@@ -235,17 +240,22 @@ def pump(clients: list[Client], deadline: float, goal: str = CAUGHT_UP, *, on_ti
             if on_tick is not None:
                 on_tick()
             if all(done(client) for client in clients):
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not wanted:
-                return
-            for key, events in selector.select(min(remaining, 0.1)):
+                return "done"
+            now = time.monotonic()
+            if now >= deadline or not wanted:
+                return "deadline"
+            if now - last_progress > STALL_SECONDS:
+                return "stalled"
+            for key, events in selector.select(min(deadline - now, 0.1)):
                 client = key.data
                 now = time.monotonic()
+                moved = client.sent + client.echoed
                 if events & selectors.EVENT_READ:
                     _read(client, now)
                 if events & selectors.EVENT_WRITE and not client.ended:
                     _write(client, now)
+                if client.sent + client.echoed != moved or client.ended:
+                    last_progress = now
                 if client.ended or client.sock is None:
                     if client in wanted:
                         selector.unregister(client.sock)

@@ -68,6 +68,10 @@ class OneshotServer:
             threading.Thread(target=self.work, args=(counters,), name=f"oneshot-{number}", daemon=True)
             for number, counters in enumerate(self.thread_counters)
         ]
+        # Set by each worker as it leaves. close_all() waits on these, not on Thread.join():
+        # in CPython 3.11 a join() cut short by the exit signal's exception can mark a
+        # still-running thread as stopped, and a later join() would return at once.
+        self.workers_left = threading.Semaphore(0)
 
     def totals(self) -> Counters:
         return Counters.total(self.thread_counters)
@@ -89,6 +93,12 @@ class OneshotServer:
         return 0
 
     def work(self, counters: Counters) -> None:
+        try:
+            self.serve_events(counters)
+        finally:
+            self.workers_left.release()
+
+    def serve_events(self, counters: Counters) -> None:
         listen_fd = self.listener.fileno()
         while True:
             timeout = ACCEPT_RETRY_SECONDS if self.accept_paused_until is not None else -1
@@ -198,8 +208,8 @@ class OneshotServer:
     def close_all(self) -> None:
         os.eventfd_write(self.stop_fd, 1)
         for worker in self.workers:
-            if worker.is_alive():
-                worker.join()
+            if worker.ident is not None:  # started
+                self.workers_left.acquire()
         for conn in list(self.connections.values()):
             self.close(conn, "server exiting", self.thread_counters[0])
         self.epoll.close()

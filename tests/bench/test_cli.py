@@ -1,0 +1,96 @@
+"""``lab bench`` argument checking: every misuse is one message and exit status 2, decided
+before anything starts (so these tests open no socket)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lab.bench.cli import build_plan, parse_counts
+from lab.cli import build_parser, main
+from lab.errors import UsageError
+
+
+def plan_of(*argv: str):
+    return build_plan(build_parser().parse_args(["bench", *argv]))
+
+
+def test_assignment_form_defaults_to_100_by_100():
+    plan, notes = plan_of("127.0.0.1", "8080")
+    assert plan.external == ("127.0.0.1", 8080) and plan.targets == [] and notes == []
+    [workload] = plan.workloads
+    assert (workload.kind, workload.connections, workload.requests, workload.size) == ("pingpong", 100, 100, 64)
+    assert workload.warmup == 10 and plan.repeats == 1
+
+
+def test_assignment_form_with_counts():
+    plan, _ = plan_of("localhost", "9000", "10000", "10")
+    [workload] = plan.workloads
+    assert (workload.connections, workload.requests, workload.warmup) == (10_000, 10, 1)
+
+
+def test_targets_and_connection_grid():
+    plan, _ = plan_of("--target", "level,edge", "--cmd", "./srv --port {port}", "-c", "100,1000",
+                      "--workload", "pingpong,stream", "--stream-size", "1MiB")
+    assert [t.name for t in plan.targets] == ["level", "edge", "srv"]
+    assert [(w.kind, w.connections) for w in plan.workloads] == [
+        ("pingpong", 100), ("pingpong", 1000), ("stream", 1)]
+    assert plan.workloads[-1].stream_bytes == 1024 * 1024 and plan.repeats == 3
+
+
+def test_all_targets():
+    plan, notes = plan_of("--target", "all")
+    names = [t.name for t in plan.targets] + [note.split()[0] for note in notes]
+    assert sorted(names) == sorted(["level", "edge", "oneshot", "asyncio-streams", "asyncio-protocol", "uvloop"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "nothing to measure"),
+        (["127.0.0.1"], "give both HOST and PORT"),
+        (["127.0.0.1", "http"], "PORT must be a whole number"),
+        (["127.0.0.1", "70000"], "at most 65535"),
+        (["127.0.0.1", "80", "0"], "CONNECTIONS must be at least 1"),
+        (["127.0.0.1", "80", "10", "-5"], "at least 1"),
+        (["127.0.0.1", "80", "--target", "edge"], "pick one"),
+        (["127.0.0.1", "80", "--strace"], "--strace needs a server the bench starts"),
+        (["127.0.0.1", "80", "5", "-c", "7"], "connection count once"),
+        (["--target", "nginx"], "unknown --target nginx"),
+        (["--target", "edge,edge"], "twice"),
+        (["--target", "edge", "--workload", "udp"], "unknown --workload udp"),
+        (["--target", "edge", "-c", "10,x"], "--connections must be a whole number"),
+        (["--target", "edge", "-c", ","], "at least one number"),
+        (["--target", "edge", "--size", "lots"], "--size"),
+        (["--target", "edge", "--size", "0"], "at least 1 byte"),
+        (["--target", "edge", "--rate", "fast"], "--rate must be a number"),
+        (["--target", "edge", "--rate", "0"], "greater than 0"),
+        (["--target", "edge", "--rate", "100", "--pipeline", "4"], "drop --pipeline"),
+        (["--target", "edge", "--timeout", "0"], "greater than 0"),
+        (["--target", "edge", "--workers", "5", "-c", "4"], "more than the 4 connection"),
+        (["--target", "edge", "--repeat", "0"], "--repeat must be at least 1"),
+        (["--cmd", "./server"], "has no {port}"),
+        (["--cmd", "'unbalanced"], "--cmd"),
+    ],
+)
+def test_misuse_is_a_usage_error(argv, message):
+    with pytest.raises(UsageError, match=message.replace("{", r"\{").replace("(", r"\(")):
+        plan_of(*argv)
+
+
+def test_misuse_exits_2_with_one_line_and_no_traceback(capsys):
+    assert main(["bench", "--target", "edge", "-c", "many"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lab bench: --connections must be a whole number") and "Traceback" not in err
+
+
+def test_counts():
+    assert parse_counts("100, 1000,10_000", "-c") == [100, 1000, 10_000]
+
+
+def test_python_m_lab_bench_help_smoke():
+    done = subprocess.run([sys.executable, "-m", "lab", "bench", "--help"], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0 and "REQUESTS_PER_CONNECTION" in done.stdout and "--target" in done.stdout

@@ -1,0 +1,49 @@
+"""The image itself: who it runs as, what it carries, and the optional Zig compiler."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from lab import container as lab_container
+
+from .helpers import remove_image, run_id
+
+pytestmark = pytest.mark.docker
+# What the lab adds on top of its base: a venv with docker, requests, tabulate and the lab.
+# Build tools (a compiler, pip's build caches) would add far more than this.
+MAX_GROWTH_OVER_BASE = 60 * 2**20
+
+
+def run_in_image(client, image: str, shell: str, **options) -> str:
+    """Run a shell snippet in a throwaway container of image; its output (fails on non-zero)."""
+    output = client.containers.run(image, ["-c", shell], entrypoint="sh", remove=True, init=True,
+                                   name=f"labtest-image-{run_id()}", **options)
+    return output.decode()
+
+
+def test_image_runs_as_a_non_root_user_by_default(docker_engine, lab_image):
+    assert run_in_image(docker_engine, lab_image, "id -u; id -un").split() == ["1000", "lab"]
+
+
+def test_image_carries_no_build_tools_and_little_beyond_its_base(docker_engine, lab_image):
+    assert run_in_image(docker_engine, lab_image, "command -v gcc cc make || true").strip() == ""
+    base = docker_engine.images.get(os.environ.get("BASE_IMAGE", "python:3.12-slim"))
+    growth = docker_engine.images.get(lab_image).attrs["Size"] - base.attrs["Size"]
+    assert growth < MAX_GROWTH_OVER_BASE, f"the lab adds {growth / 2**20:.0f} MiB to its base"
+
+
+def test_zig_build_arg_adds_a_compiler_any_user_can_run(docker_engine, monkeypatch):
+    monkeypatch.setenv("WITH_ZIG", "1")
+    tag = f"epoll-lab:test-zig-{run_id()}"
+    try:
+        lab_container.build_image(docker_engine, tag=tag, log=io.StringIO())
+        program = 'pub fn main() void { @import("std").debug.print("zig ok\\n", .{}); }'
+        # A uid with no passwd entry, as compose's LAB_USER or the SDK's caller's uid may be.
+        shell = f"cd /tmp && printf '%s\\n' '{program}' > ok.zig && zig run ok.zig 2>&1"
+        output = run_in_image(docker_engine, tag, shell, user="4242:4242")
+    finally:
+        remove_image(docker_engine, tag)
+    assert output.strip() == "zig ok"

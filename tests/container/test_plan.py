@@ -1,0 +1,98 @@
+"""``plan_container``: how a ``lab`` command is mapped onto a container, without Docker."""
+
+from __future__ import annotations
+
+from pathlib import Path, PureWindowsPath
+
+import pytest
+
+from lab.container import HostFacts, plan_container
+from lab.errors import UsageError
+
+LINUX = HostFacts(cwd=Path("/home/student/lab"), posix=True, user="1000:1000")
+WINDOWS = HostFacts(cwd=PureWindowsPath(r"C:\Users\student\lab"), posix=False, user=None)
+
+
+def test_working_folder_is_mounted_at_the_same_path_and_used_as_is():
+    plan = plan_container(["grade"], LINUX)
+    assert plan.command == ["grade"]
+    assert plan.working_dir == "/home/student/lab"
+    assert plan.mounts == {"/home/student/lab": "/home/student/lab"}
+    assert plan.user == "1000:1000"
+    assert plan.ports == {}
+
+
+@pytest.mark.parametrize("results", ["out", "/home/student/lab/out", "out/../more"])
+def test_results_inside_the_working_folder_need_no_mount_of_their_own(results):
+    plan = plan_container(["grade", "--results", results], LINUX)
+    assert plan.mounts == {"/home/student/lab": "/home/student/lab"}
+    assert plan.command == ["grade", "--results", results]
+
+
+@pytest.mark.parametrize(
+    ("argv", "mounted"),
+    [
+        (["grade", "--results", "/tmp/run-7"], "/tmp/run-7"),
+        (["grade", "--results=/tmp/run-7"], "/tmp/run-7"),
+        (["grade", "--results", "../elsewhere"], "/home/student/elsewhere"),
+    ],
+)
+def test_results_outside_the_working_folder_are_mounted_at_their_own_path(argv, mounted):
+    plan = plan_container(argv, LINUX)
+    assert plan.mounts[mounted] == mounted
+    assert plan.command == argv
+
+
+@pytest.mark.parametrize(
+    ("cwd", "argv"),
+    [
+        ("/", ["grade"]),
+        ("/usr/src", ["grade"]),
+        ("/opt", ["grade"]),
+        ("/home/student/lab", ["grade", "--results", "/lab/results"]),
+    ],
+)
+def test_a_mount_that_would_cover_the_image_is_refused(cwd, argv):
+    with pytest.raises(UsageError, match="would cover the image"):
+        plan_container(argv, HostFacts(cwd=Path(cwd), posix=True, user="0:0"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "published", "command_tail"),
+    [
+        (["serve", "level"], {"8080/tcp": ("127.0.0.1", 8080)}, ["--host", "0.0.0.0", "--port", "8080"]),
+        (["serve", "edge", "--port", "9001"], {"9001/tcp": ("127.0.0.1", 9001)},
+         ["--host", "0.0.0.0", "--port", "9001"]),
+        (["serve", "edge", "--host=localhost", "--port=9001", "--verbose"],
+         {"9001/tcp": ("127.0.0.1", 9001)}, ["--verbose", "--host", "0.0.0.0", "--port", "9001"]),
+        (["serve", "graceful", "--host", "0.0.0.0"], {"8080/tcp": ("0.0.0.0", 8080)},
+         ["--host", "0.0.0.0", "--port", "8080"]),
+    ],
+)
+def test_serve_binds_every_address_inside_and_publishes_where_asked(argv, published, command_tail):
+    plan = plan_container(argv, LINUX)
+    assert plan.ports == published
+    assert plan.command[:2] == argv[:2]
+    assert plan.command[2:] == command_tail
+
+
+def test_serve_with_port_zero_is_refused_because_nothing_could_be_published():
+    with pytest.raises(UsageError, match="fixed --port"):
+        plan_container(["serve", "level", "--port", "0"], LINUX)
+
+
+def test_only_serve_gets_ports_even_when_another_command_has_a_port_option():
+    plan = plan_container(["bench", "127.0.0.1", "8080"], LINUX)
+    assert plan.ports == {}
+
+
+def test_windows_working_folder_appears_as_host_folder():
+    plan = plan_container(["grade", "--results", "out"], WINDOWS)
+    assert plan.working_dir == "/host"
+    assert plan.mounts == {str(WINDOWS.cwd): "/host"}
+    assert plan.user is None
+
+
+def test_windows_results_outside_the_working_folder_are_refused():
+    with pytest.raises(UsageError, match="inside the current folder"):
+        plan_container(["grade", "--results", r"D:\results"], WINDOWS)

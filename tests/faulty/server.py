@@ -1,0 +1,251 @@
+"""Deliberately faulty echo servers: the grader's negative controls.
+
+Usage: ``python tests/faulty/server.py --fault NAME --port {port}``; prints
+``listening on HOST:PORT`` like the reference servers, exits 2 with a message on bad options.
+
+Each fault is the reference server of one kind (lab/servers/) with ONE small override, so the
+program differs from a 100/100 server in exactly one behaviour and the grader must fail exactly
+the checklist item that behaviour serves. The table ``FAULTS`` says which item that is and
+why; tests/runner/test_faulty_grading.py grades every fault and checks it.
+
+Why overrides of the references rather than separate little servers: a separate server would
+differ in many small ways (buffer sizes, error paths, what it does on EOF), and any of them
+could fail another item, so "fails exactly one item" would prove nothing. An override is also
+short enough to read next to the fact it breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import select
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+from lab.servers.common import ServerOptions, flush, run_until_signal
+from lab.servers import edge
+from lab.servers.edge import EdgeServer
+from lab.servers.graceful import SHUTDOWN_SIGNALS, GracefulServer
+from lab.servers.oneshot import OneshotServer
+from lab.servers.timeout import TimeoutServer
+from lab.units import parse_duration
+
+# -- edge-triggered faults --------------------------------------------------------------------
+
+# A typical first attempt's buffer. Smaller than the 64 KiB burst the grader sends, so one read
+# per event leaves bytes behind every time, whatever the timing of the TCP segments.
+READ_ONCE_SIZE = 4096
+
+
+class ReadsOnce(EdgeServer):
+    """One recv() per event. Under EPOLLET the bytes left in the socket raise no new edge, so
+    the rest of a burst waits for an event that never comes (breaks edge.drains)."""
+
+    def receive(self, conn, mask):
+        try:
+            data = conn.sock.recv(READ_ONCE_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            conn.peer_closed = True
+            return
+        conn.outbuf += data
+        flush(conn, self.counters, self.log)
+
+
+class DontWaitSocket:
+    """An accepted socket left in blocking mode (no O_NONBLOCK in its fdinfo) whose recv()
+    and send() pass MSG_DONTWAIT, so the loop never hangs and behaves exactly like the
+    reference. Only the kernel's view of the fd can tell the difference."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(True)  # clears O_NONBLOCK, which the reference set after accept()
+        self.sock = sock
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size, socket.MSG_DONTWAIT)
+
+    def send(self, data) -> int:
+        return self.sock.send(data, socket.MSG_DONTWAIT)
+
+    def __getattr__(self, name: str):
+        return getattr(self.sock, name)  # close(), fileno(), shutdown() unchanged
+
+
+class BlockingSockets(EdgeServer):
+    """Accepted sockets stay blocking (breaks edge.nonblocking, and only that: see
+    DontWaitSocket)."""
+
+    def connection_opened(self, conn):
+        conn.sock = DontWaitSocket(conn.sock)
+
+
+class NeverCloses(EdgeServer):
+    """On EOF or error the connection leaves the epoll set but its fd is never closed: the
+    fd count grows and each socket sits in CLOSE_WAIT (breaks cleanup.fds_released)."""
+
+    def __init__(self, options):
+        super().__init__(options)
+        # Keep the socket objects alive: a collected Python socket closes its fd.
+        self.leaked: list[socket.socket] = []
+
+    def close(self, conn, reason):
+        del self.connections[conn.fd]
+        self.epoll.unregister(conn.fd)  # no close(): the fd and its socket leak
+        self.leaked.append(conn.sock)
+
+
+class EpolloutAlwaysArmed(EdgeServer):
+    """Every connection is registered for EPOLLOUT from accept() on, output pending or not
+    (breaks edge.epollout_control). Under EPOLLET an armed EPOLLOUT is reported once, not on
+    every wait, so the loop does not spin: cleanup.idle_cpu still passes, which is why the
+    grader reads the mask from /proc."""
+
+    def __init__(self, options):
+        # The reference registers connections with edge.CONNECTION_EVENTS and calls
+        # EPOLL_CTL_MOD only when "CONNECTION_EVENTS | EPOLLOUT-if-pending" differs from the
+        # registration. With EPOLLOUT in the constant it never differs: one registration, no
+        # MOD ever. (Re-adding EPOLLOUT with a MOD after each event instead would spin: a MOD
+        # re-checks readiness and queues a fresh EPOLLOUT event for a writable socket.)
+        edge.CONNECTION_EVENTS |= select.EPOLLOUT
+        super().__init__(options)
+
+
+class DropsPartialSends(EdgeServer):
+    """Whatever send() did not take is thrown away instead of being buffered until EPOLLOUT
+    (breaks edge.write_buffering: a 10 MiB echo arrives short and its SHA-256 differs)."""
+
+    def receive(self, conn, mask):
+        super().receive(conn, mask)
+        conn.outbuf.clear()
+
+
+# The reasons the reference gives when it closes a connection the peer reset: EPOLLERR (the
+# reset seen by epoll) and ECONNRESET/EPIPE (seen by recv()/send()).
+RESET_REASONS = frozenset({"socket error", os.strerror(errno.ECONNRESET), os.strerror(errno.EPIPE)})
+
+
+class DiesOnReset(EdgeServer):
+    """A connection reset by its peer is not caught: the exception ends the whole server
+    (breaks errors.peer_reset; a client that closes normally is still fine)."""
+
+    def close(self, conn, reason):
+        if reason in RESET_REASONS:
+            raise ConnectionResetError(errno.ECONNRESET, f"fd {conn.fd}: {reason} (not handled)")
+        super().close(conn, reason)
+
+
+# -- bonus faults -----------------------------------------------------------------------------
+
+
+class NoRearmEpoll:
+    """An epoll whose EPOLL_CTL_MOD is skipped for every fd but the listener."""
+
+    def __init__(self, epoll: select.epoll, listener_fd: int) -> None:
+        self.epoll = epoll
+        self.listener_fd = listener_fd
+
+    def modify(self, fd: int, eventmask: int) -> None:
+        if fd == self.listener_fd:
+            self.epoll.modify(fd, eventmask)
+
+    def __getattr__(self, name: str):
+        return getattr(self.epoll, name)
+
+
+class OneshotNeverRearmed(OneshotServer):
+    """A client fd is never re-armed after its EPOLLONESHOT event fired, so each connection is
+    served once and then ignored (breaks bonus.oneshot: the second message gets no echo)."""
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.epoll = NoRearmEpoll(self.epoll, self.listener.fileno())
+
+
+class TimerNeverExpires(TimeoutServer):
+    """The timerfd ticks and is read, but no idle connection is ever closed (breaks
+    bonus.timeout)."""
+
+    def close_idle(self, now):
+        pass
+
+
+class SigtermKills(GracefulServer):
+    """The signalfd exists and watches SIGTERM, but the signals are not blocked, so SIGTERM's
+    default action kills the process at once: streams in flight are cut and the exit status is
+    -SIGTERM (breaks bonus.graceful_shutdown). The classic mistake: a signalfd receives only
+    blocked signals."""
+
+    def run(self, exit_request):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # undo the lab's own exit handler too
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
+        return super().run(exit_request)
+
+
+# -- the table ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class Fault:
+    kind: str  # the reference it is built on, and the kind the grader judges it as
+    server: type
+    breaks: str  # the one checklist item it must fail
+
+    @property
+    def why(self) -> str:
+        return " ".join(self.server.__doc__.split())
+
+
+FAULTS: dict[str, Fault] = {
+    "reads-once": Fault("edge", ReadsOnce, "edge.drains"),
+    "blocking-sockets": Fault("edge", BlockingSockets, "edge.nonblocking"),
+    "never-closes": Fault("edge", NeverCloses, "cleanup.fds_released"),
+    "epollout-always": Fault("edge", EpolloutAlwaysArmed, "edge.epollout_control"),
+    "drops-partial-sends": Fault("edge", DropsPartialSends, "edge.write_buffering"),
+    "dies-on-reset": Fault("edge", DiesOnReset, "errors.peer_reset"),
+    "oneshot-never-rearmed": Fault("oneshot", OneshotNeverRearmed, "bonus.oneshot"),
+    "timer-never-expires": Fault("timeout", TimerNeverExpires, "bonus.timeout"),
+    "sigterm-kills": Fault("graceful", SigtermKills, "bonus.graceful_shutdown"),
+}
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = ServerOptions()
+    parser = argparse.ArgumentParser(
+        description="Run a reference echo server with one deliberate fault.",
+        epilog="faults:\n" + "\n".join(
+            f"  {name}: {fault.kind}, breaks {fault.breaks}" for name, fault in FAULTS.items()
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--fault", required=True, choices=FAULTS)
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tick", type=_duration, default=defaults.tick)
+    parser.add_argument("--idle-timeout", type=_duration, default=defaults.idle_timeout)
+    parser.add_argument("--drain-timeout", type=_duration, default=defaults.drain_timeout)
+    args = parser.parse_args(argv)
+    fault = FAULTS[args.fault]
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        tick=args.tick,
+        idle_timeout=args.idle_timeout,
+        drain_timeout=args.drain_timeout,
+    )
+    print(f"fault {args.fault}: {fault.why}", file=sys.stderr, flush=True)
+    return run_until_signal(fault.kind, fault.server(options), options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

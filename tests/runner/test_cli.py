@@ -1,0 +1,157 @@
+"""``lab run`` and ``lab grade`` in-process: misuse is one line and exit 2, ``--list`` runs
+nothing, and two small end-to-end runs against a reference server write a complete results
+folder. The full grades are in test_reference_grades.py (slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from lab.cli import main
+
+
+def run_lab(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_list_shows_scenarios_and_items_and_runs_nothing(capsys, tmp_path):
+    status, out, _ = run_lab(capsys, "run", "--list", "--results", str(tmp_path))
+    assert status == 0
+    assert "burst-then-wait" in out and "edge.drains" in out and "bonus.benchmark" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+BROKEN_SCENARIO = '''description = "broken on purpose"
+[[steps]]
+action = "connect"
+group = "g"
+clients = 2
+[[steps]]
+action = "stream"
+group = "g"
+size = "-1MiB"
+'''
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run"], "say what to run against: --target KIND, or --cmd"),
+        (["run", "--cmd", "./server {port}"], "--cmd needs --as KIND"),
+        (["run", "--cmd", "./server", "--as", "edge"], "has no {port}"),
+        (["run", "--target", "edge", "--port", "8080"], "--port goes with --cmd, not with --target"),
+        (["run", "--target", "edge", "--only", "edge.drain"], "'edge.drain' is neither a checklist item nor a section"),
+        (["run", "--target", "edge", "--only", "level"], "nothing to grade"),
+        (["run", "no/such/scenario.toml", "--target", "edge"], "no/such/scenario.toml: no such scenario file or folder"),
+        (["grade", "no/such/submission.toml"], "cannot read the submission"),
+    ],
+)
+def test_misuse_is_a_message_and_exit_2(capsys, tmp_path, argv, message):
+    status, out, err = run_lab(capsys, *argv, "--results", str(tmp_path))
+    assert status == 2
+    assert message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing ran, nothing written
+
+
+def test_a_broken_scenario_file_is_refused_before_anything_runs(capsys, tmp_path):
+    scenario = tmp_path / "broken.toml"
+    scenario.write_text(BROKEN_SCENARIO)
+    results = tmp_path / "results"
+    status, _, err = run_lab(capsys, "run", str(scenario), "--target", "edge", "--results", str(results))
+    assert status == 2
+    assert f"{scenario}: step 2 (stream): field 'size': expected a size" in err
+    assert not results.exists()
+
+
+def test_a_target_that_never_listens_is_a_clear_error(capsys, tmp_path):
+    command = f"{sys.executable} -c 'import sys; print(\"bad flag\", file=sys.stderr); sys.exit(3)' {{port}}"
+    status, _, err = run_lab(capsys, "run", "--cmd", command, "--as", "edge", "--only", "edge.drains",
+                             "--results", str(tmp_path))
+    assert status == 2
+    assert "exited with status 3 before listening" in err and "bad flag" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_one_item_against_a_reference_server(capsys, tmp_path):
+    junit = tmp_path / "junit.xml"
+    status, out, err = run_lab(capsys, "run", "--target", "edge", "--only", "edge.drains",
+                               "--results", str(tmp_path / "results"), "--junit", str(junit))
+    assert status == 0, out + err
+    assert "edge.drains" in out and "PASS" in out and "score 5/5" in out
+    assert "[edge] burst-then-wait step" in err  # progress, plain lines in a non-TTY
+    (run_dir,) = (tmp_path / "results").iterdir()
+    data = json.loads((run_dir / "results.json").read_text())
+    assert (data["score"], data["max_score"]) == (5, 5)
+    assert [item["id"] for item in data["items"]] == ["edge.drains"]
+    assert data["environment"]["kernel"]
+    assert (run_dir / "scorecard.md").read_text().startswith("# Scorecard: edge")
+    assert "listening on" in (run_dir / "logs" / "edge" / "burst-then-wait" / "stdout.txt").read_text()
+    assert ET.parse(junit).getroot().find("testsuite").get("tests") == "1"
+
+
+def test_run_a_scenario_file_against_any_command(capsys, tmp_path):
+    """--cmd with {port} (a port the kernel handed out) and an explicit scenario file."""
+    scenario = tmp_path / "hello.toml"
+    scenario.write_text('description = "one line"\n[[steps]]\naction = "connect"\ngroup = "g"\nclients = 3\n'
+                        '[[steps]]\naction = "echo"\ngroup = "g"\nmessage = "hi {i}\\n"\nsave = "hello"\n')
+    command = f"{sys.executable} -m lab serve level --port {{port}}"
+    status, out, err = run_lab(capsys, "run", str(scenario), "--cmd", command, "--as", "level",
+                               "--results", str(tmp_path / "results"))
+    assert status == 0, out + err
+    (run_dir,) = (tmp_path / "results").iterdir()
+    data = json.loads((run_dir / "results.json").read_text())
+    assert data["items"] == []  # a scenario of our own feeds no checklist item: it only records
+    hello = data["observations"]["level"]["hello"]["hello"]
+    assert (hello["clients"], hello["ok"], hello["mismatched"]) == (3, 3, 0)
+
+
+def test_python_dash_m_lab_run_list():
+    completed = subprocess.run([sys.executable, "-m", "lab", "run", "--list"], capture_output=True,
+                               text=True, timeout=60)
+    assert completed.returncode == 0
+    assert "fd-exhaustion" in completed.stdout
+
+
+def test_grade_a_submission_with_a_missing_program(capsys, tmp_path):
+    """A program left out of the submission scores 0 on its items, with the reason."""
+    submission = tmp_path / "sub.toml"
+    submission.write_text(f'name = "partial"\n[edge]\ncmd = "{sys.executable} -m lab serve edge --port {{port}}"\n')
+    status, out, err = run_lab(capsys, "grade", str(submission), "--only", "edge.drains", "--only", "level.echoes",
+                               "--results", str(tmp_path / "results"))
+    assert status == 1, out + err  # level.echoes is mandatory and missing
+    (run_dir,) = (tmp_path / "results").iterdir()
+    assert run_dir.name.endswith("-partial")
+    items = {item["id"]: item for item in json.loads((run_dir / "results.json").read_text())["items"]}
+    assert items["edge.drains"]["passed"]
+    assert not items["level.echoes"]["passed"]
+    assert "the submission has no level program" in items["level.echoes"]["evidence"]
+
+
+@pytest.mark.parametrize(
+    ("client", "passed", "words"),
+    [
+        ("print('verified: 1234.5 req/s')", True, "1234.5 req/s, exit 0"),
+        ("import sys; print('reply mismatch', file=sys.stderr); sys.exit(1)", False, "exited with status 1: reply mismatch"),
+    ],
+)
+def test_grade_runs_the_submissions_benchmark_against_its_edge_server(capsys, tmp_path, client, passed, words):
+    (tmp_path / "PERFORMANCE.md").write_text("| mode | req/s |\n|---|---|\n| edge | 1234 |\n")
+    (tmp_path / "bench.py").write_text(f"import sys\nassert sys.argv[3:] == ['100', '100'], sys.argv\n{client}\n")
+    submission = tmp_path / "sub.toml"
+    submission.write_text(
+        f'[edge]\ncmd = "{sys.executable} -m lab serve edge --port {{port}}"\n'
+        f'[benchmark]\ncmd = "{sys.executable} bench.py {{host}} {{port}} {{connections}} {{requests}}"\n'
+    )
+    status, out, err = run_lab(capsys, "grade", str(submission), "--only", "bonus.benchmark",
+                               "--results", str(tmp_path / "results"))
+    assert status == (0 if passed else 1), out + err
+    (run_dir,) = (tmp_path / "results").iterdir()
+    (item,) = json.loads((run_dir / "results.json").read_text())["items"]
+    assert item["passed"] is passed
+    assert words in item["evidence"] and "PERFORMANCE.md: a table with 1 result row(s)" in item["evidence"]

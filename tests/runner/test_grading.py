@@ -1,0 +1,200 @@
+"""Judges on hand-written observations: each item passes on good numbers and fails, with its
+evidence and hint, on the numbers its fault produces. No sockets, no processes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from lab.runner.checklist import ITEM_BY_ID
+from lab.runner.grading import combine, grade_item, missing_program
+
+MiB = 1024 * 1024
+
+
+def probe(**changes) -> dict:
+    values = {
+        "alive": True, "fds": 1005, "sockets": 1001, "blocking_sockets": [], "epoll_fds": 1,
+        "registered": 1001, "listener_registered": True, "connections": 1000,
+        "clients_registered": 1000, "clients_et": 1000, "clients_oneshot": 0, "clients_disarmed": 0,
+        "clients_out": 0,
+        "out_example": None, "client_example": "fd 7: EPOLLIN|EPOLLET", "tcp": {"LISTEN": 1},
+        "threads": 1, "timerfds": 0, "timerfds_in_epoll": 0, "signalfds_sigterm": 0,
+        "signalfds_in_epoll": 0, "cpu": 0.1, "rss": 20 * MiB,
+    }
+    return {**values, **changes}
+
+
+def exchange(clients: int = 1, ok: int | None = None, sent: int = 14, echoed: int | None = None, **changes) -> dict:
+    ok = clients if ok is None else ok
+    values = {
+        "clients": clients, "ok": ok, "mismatched": 0, "ended": 0, "errors": [], "sent": sent,
+        "echoed": sent if echoed is None else echoed, "least_echoed": 0, "worst_latency": 0.001,
+        "digests_equal": ok == clients, "seconds": 0.1, "ended_by": "done",
+        "messages": clients, "messages_echoed": ok, "expected_bytes_each": None, "size_each": 10 * MiB,
+    }
+    return {**values, **changes}
+
+
+GOOD = {
+    "burst-connects": {
+        "idle": probe(fds=5, sockets=1, registered=1, connections=0, clients_registered=0, clients_et=0),
+        "connect": {"wanted": 1000, "connected": 1000, "failed": 0, "first_error": None, "seconds": 0.1},
+        "echo": exchange(1000),
+        "quiet": {"alive": True, "cpu": 0.0, "seconds": 1.0, "fraction": 0.0},
+        "loaded": probe(),
+        "after": probe(fds=5, sockets=1, registered=1, connections=0, settled=True, seconds=0.2),
+        "_run": {"died_in_step": None, "status": 0},
+    },
+    "stream-10mib": {"hello": exchange(1), "stream": exchange(4, sent=40 * MiB)},
+    "burst-then-wait": {"burst": exchange(1, sent=65536, expected_bytes_each=65536)},
+    "slow-reader": {
+        "idle": probe(rss=20 * MiB), "stalled": probe(rss=21 * MiB),
+        "pushed": {"sent": 9 * MiB, "unsent": MiB, "seconds": 1.0},
+        "other": exchange(1, messages=5, messages_echoed=5), "finish": exchange(1, sent=10 * MiB),
+    },
+    "faults": {
+        "connect_close": {"closed": 5, "how": "close"}, "empty": {"closed": 1, "how": "close"},
+        "half_close": exchange(1, sent=28, eof=1, unechoed=0), "binary": exchange(1, sent=4096),
+        "after_abrupt": exchange(1), "after_reset": exchange(1),
+        "_run": {"died_in_step": None, "status": 0},
+    },
+    "fd-exhaustion": {
+        "exhausted": {"alive": True, "cpu": 0.01, "seconds": 1.0, "fraction": 0.01},
+        "at_limit": probe(fds=64),
+        "recovered": exchange(5),
+    },
+    "oneshot-concurrency": {
+        "loaded": probe(clients_registered=50, clients_oneshot=50, threads=5),
+        "rounds": exchange(50, messages=1000, messages_echoed=1000),
+    },
+    "idle-timeout": {
+        "loaded": probe(timerfds=1, timerfds_in_epoll=1),
+        "watch": {"idle_timeout": 1.0, "tick": 0.25, "limit": 2.25, "idle": 5, "idle_closed": 5,
+                  "idle_closed_after": [1.1, 1.2, 1.2, 1.3, 1.3], "active": 5, "active_closed": 0,
+                  "active_echoed": 20, "seconds": 3.0},
+    },
+    "sigterm-midload": {
+        "loaded": probe(signalfds_sigterm=1, signalfds_in_epoll=1),
+        "streams": exchange(4, ok=0, sent=40 * MiB, echoed=20 * MiB, signalled=True, eof=4),
+        "exit": {"status": 0, "seconds_after_signal": 0.1, "drain_timeout": 5.0, "new_connection_refused": True},
+    },
+    "benchmark": {"passed": True, "summary": "100 x 100 requests: 50,000 req/s, exit 0 in 0.5 s",
+                  "status": 0, "throughput": "50,000 req/s", "report": "PERFORMANCE.md",
+                  "report_found": True, "table_rows": 6},
+}
+
+
+def observations(changes: dict[str, dict] | None = None) -> dict:
+    """GOOD with ``{"scenario/save": {field: value}}`` changes applied."""
+    obs = copy.deepcopy(GOOD)
+    for path, fields in (changes or {}).items():
+        scenario, _, save = path.partition("/")
+        if save:
+            obs[scenario][save].update(fields)
+        else:
+            obs[scenario].update(fields)
+    return obs
+
+
+@pytest.mark.parametrize("item_id", sorted(ITEM_BY_ID))
+def test_good_observations_pass_every_item(item_id):
+    result = grade_item(ITEM_BY_ID[item_id], observations())
+    assert result.passed, result.evidence
+    assert result.hint == ""
+    assert result.evidence.startswith("measured ") and "; expected " in result.evidence
+
+
+# (item, the change a fault causes, words the evidence must contain)
+FAULTS = [
+    ("level.epoll_created", {"burst-connects/loaded": {"listener_registered": False}}, "NOT registered"),
+    ("level.accepts", {"burst-connects/connect": {"connected": 990, "failed": 10, "first_error": "ETIMEDOUT"}},
+     "990/1,000 connected (ETIMEDOUT first)"),
+    ("level.echoes", {"stream-10mib/stream": {"digests_equal": False, "ok": 3}}, "SHA-256 DIFFERENT"),
+    ("level.cleanup", {"burst-connects/after": {"tcp": {"LISTEN": 1, "CLOSE_WAIT": 1000}}}, "1,000 socket(s) in CLOSE_WAIT"),
+    ("level.error_handling", {"faults/after_reset": {"clients": 0, "ok": 0}}, "could not even connect"),
+    ("edge.nonblocking", {"burst-connects/loaded": {"blocking_sockets": list(range(5, 12))}}, "7 of 1,001 socket fds without O_NONBLOCK (fd 5, 6, 7, 8, 9 ...)"),
+    ("edge.epollet", {"burst-connects/loaded": {"clients_et": 0}}, "0/1,000 client registrations with EPOLLET"),
+    ("edge.drains", {"burst-then-wait/burst": {"ok": 0, "echoed": 4096, "seconds": 5.0}},
+     "65,536 bytes sent in one write, 4,096 echoed, then nothing for 5 s"),
+    ("edge.write_buffering", {"slow-reader/finish": {"ok": 0, "echoed": 4 * MiB, "digests_equal": False}},
+     "slow reader got 4,194,304/10,485,760 bytes"),
+    ("edge.epollout_control", {"burst-connects/loaded": {"clients_out": 1000, "out_example": "fd 9: EPOLLIN|EPOLLOUT|EPOLLET"}},
+     "1,000 of 1,000 idle connections registered for EPOLLOUT (e.g. fd 9"),
+    ("errors.peer_reset", {"faults/after_reset": {"ok": 0}}, "0/1 echoed"),
+    ("errors.abrupt_clients", {"faults/half_close": {"unechoed": 28, "echoed": 0, "eof": 0}}, "0/28 bytes echoed after the FIN"),
+    ("errors.fd_exhaustion", {"fd-exhaustion/exhausted": {"fraction": 0.97}}, "64 fds open at the limit, 97% of a CPU meanwhile"),
+    ("errors.fd_exhaustion", {"fd-exhaustion/recovered": {"ok": 0}}, "after the clients left: 0/5 echoed"),
+    ("cleanup.fds_released", {"burst-connects/after": {"settled": False, "fds": 1005}}, "fds 1005 (idle 5)"),
+    ("cleanup.concurrent_clients", {"burst-connects/echo": {"ok": 999}}, "999/1,000 echoed"),
+    ("cleanup.bounded_memory", {"slow-reader/stalled": {"rss": 31 * MiB}}, "RSS grew +11.0 MiB"),
+    ("cleanup.bounded_memory", {"slow-reader/other": {"worst_latency": 2.0}}, "worst 2000.0 ms"),
+    ("cleanup.idle_cpu", {"burst-connects/quiet": {"fraction": 0.99}}, "99% of a CPU"),
+    ("bonus.oneshot", {"oneshot-concurrency/rounds": {"messages_echoed": 50}}, "50/1,000 messages echoed"),
+    ("bonus.oneshot", {"oneshot-concurrency/loaded": {"clients_oneshot": 0}}, "0/50 client registrations with EPOLLONESHOT"),
+    ("bonus.oneshot", {"oneshot-concurrency/loaded": {"clients_disarmed": 50}, "oneshot-concurrency/rounds": {"messages_echoed": 0}},
+     "(50 disarmed while idle: fired and never re-armed)"),
+    ("bonus.oneshot", {"oneshot-concurrency/loaded": {"threads": 1}}, "1 threads"),
+    ("bonus.timeout", {"idle-timeout/watch": {"idle_closed": 0, "idle_closed_after": []}}, "0/5 idle clients closed (none closed"),
+    ("bonus.timeout", {"idle-timeout/watch": {"active_closed": 5}}, "5/5 active clients closed"),
+    ("bonus.timeout", {"idle-timeout/watch": {"idle_closed_after": [0.3, 0.3, 0.3, 0.3, 0.4]}},
+     "closed 0.3-0.4 s after their last byte"),
+    ("bonus.timeout", {"idle-timeout/watch": {"idle_closed_after": [1.1, 1.2, 1.2, 1.3, 2.9]}},
+     "closed 1.1-2.9 s after their last byte, limit 2.25 s"),
+    ("bonus.timeout", {"idle-timeout/loaded": {"timerfds_in_epoll": 0}}, "0 timerfd(s) in the epoll set"),
+    ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"status": -15}}, "exit status -15"),
+    ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"new_connection_refused": False}}, "was ACCEPTED"),
+    ("bonus.graceful_shutdown", {"sigterm-midload/streams": {"eof": 2}}, "2/4 streams ended with a clean EOF"),
+    ("bonus.benchmark", {"benchmark": {"table_rows": 0}}, "PERFORMANCE.md: no results table"),
+    ("bonus.benchmark", {"benchmark": {"passed": False, "summary": "the benchmark exited with status 1: mismatch"}},
+     "exited with status 1"),
+]
+
+
+@pytest.mark.parametrize(("item_id", "changes", "words"), FAULTS, ids=[f"{i}-{n}" for n, (i, _, _) in enumerate(FAULTS)])
+def test_the_fault_fails_its_item_with_evidence_and_hint(item_id, changes, words):
+    item = ITEM_BY_ID[item_id]
+    obs = observations(changes)
+    if item_id == "bonus.benchmark":
+        obs = {"benchmark": obs["benchmark"]}
+    result = grade_item(item, obs)
+    assert not result.passed
+    assert words in result.evidence
+    assert result.hint == item.hint
+
+
+def test_a_scenario_that_never_ran_fails_its_items_with_the_reason():
+    obs = observations()
+    obs["faults"] = {"_run": {"error": "'srv' exited with status 3 before listening"}}
+    result = grade_item(ITEM_BY_ID["errors.peer_reset"], obs)
+    assert not result.passed
+    assert "stopped before saving 'after_reset' ('srv' exited with status 3 before listening)" in result.evidence
+    del obs["faults"]
+    assert "the scenario faults did not run" in grade_item(ITEM_BY_ID["errors.peer_reset"], obs).evidence
+
+
+def test_a_failed_item_says_when_the_server_died():
+    obs = observations({"faults/after_reset": {"clients": 0, "ok": 0},
+                        "faults/_run": {"died_in_step": "step 16 (idle)", "exit_status": 1}})
+    result = grade_item(ITEM_BY_ID["errors.peer_reset"], obs)
+    assert "the server exited with status 1 in faults, found dead after step 16 (idle)" in result.evidence
+
+
+def test_combine_passes_only_when_every_program_passed():
+    item = ITEM_BY_ID["errors.peer_reset"]
+    good = grade_item(item, observations())
+    bad = grade_item(item, observations({"faults/after_reset": {"ok": 0}}))
+    assert combine(item, {"level": good}) is good
+    both = combine(item, {"level": good, "edge": bad})
+    assert not both.passed
+    assert both.evidence.startswith("measured level PASS: after the reset a new client: 1/1 echoed | "
+                                    "edge FAIL: after the reset a new client: 0/1 echoed; expected ")
+    assert both.hint == item.hint
+    assert combine(item, {"level": good, "edge": good}).passed
+
+
+def test_a_missing_program_scores_zero_with_the_reason():
+    result = missing_program(ITEM_BY_ID["bonus.graceful_shutdown"], "signal")
+    assert (result.passed, result.awarded) == (False, 0)
+    assert "the submission has no signal program" in result.evidence

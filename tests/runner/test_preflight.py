@@ -1,0 +1,34 @@
+"""Pre-flight: the environment record and the warnings about limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.runner.preflight import check_limits, environment
+
+ROOMY = {"nofile_soft": 20000, "nofile_hard": 20000, "somaxconn": 4096, "local_port_range": [32768, 60999]}
+
+
+def test_the_environment_record_has_the_issue_fields():
+    env = environment()
+    assert set(env) >= {"kernel", "cpus", "python", "nofile_soft", "nofile_hard", "somaxconn",
+                        "local_port_range", "container"}
+    assert env["nofile_soft"] <= env["nofile_hard"]
+
+
+def test_no_warning_when_the_limits_allow_it():
+    assert check_limits(ROOMY, 1000, "burst-connects") == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"nofile_hard": 1024}, "RLIMIT_NOFILE is 1,024"),
+        ({"somaxconn": 128}, "net.core.somaxconn is 128"),
+        ({"local_port_range": [60000, 60500]}, "needs 1,000 local ports"),
+    ],
+)
+def test_a_scenario_beyond_the_limits_warns(changes, words):
+    warnings = check_limits({**ROOMY, **changes}, 1000, "burst-connects")
+    assert len(warnings) == 1
+    assert warnings[0].startswith("burst-connects") and words in warnings[0]

@@ -1,0 +1,104 @@
+"""Submission files for ``lab grade``, the reference submission, and reading a benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.runner.benchmark import table_rows, throughput
+from lab.runner.submission import SubmissionError, parse_submission, reference
+
+FULL = """
+name = "alice"
+[level]
+cmd = "./level {port}"
+[edge]
+cmd = "./edge"
+port = 8080
+[timeout]
+cmd = "./timeout {port}"
+idle_timeout = "3s"
+tick = "500ms"
+[signal]
+cmd = "./signal {port}"
+drain_timeout = "2s"
+[benchmark]
+cmd = "./bench {host} {port} {connections} {requests}"
+connections = 10
+report = "docs/PERF.md"
+"""
+
+
+def test_a_submission_names_one_command_per_program(tmp_path):
+    submission = parse_submission(FULL, tmp_path / "alice.toml")
+    assert submission.name == "alice"
+    assert set(submission.programs) == {"level", "edge", "timeout", "graceful"}
+    assert submission.programs["level"].argv_for(4000) == ["./level", "4000"]
+    assert submission.programs["level"].cwd == str(tmp_path)
+    assert submission.programs["edge"].port == 8080
+    assert submission.programs["timeout"].idle_timeout == 3.0
+    assert submission.programs["timeout"].tick == 0.5
+    assert submission.programs["graceful"].drain_timeout == 2.0
+    bench = submission.benchmark
+    assert (bench.server, bench.connections, bench.requests) == ("edge", 10, 100)
+    assert bench.report == tmp_path / "docs" / "PERF.md"
+    assert bench.argv_for("127.0.0.1", 9, tmp_path) == ["./bench", "127.0.0.1", "9", "10", "100"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[level\n", "not valid TOML"),
+        ('[levle]\ncmd = "x {port}"\n', "unknown section 'levle'"),
+        ('name = "x"\n', "names no program"),
+        ("[edge]\nport = 1\n", "[edge]: field 'cmd'"),
+        ('[edge]\ncmd = "./edge"\n', "[edge]: the command './edge' has no {port}"),
+        ('[edge]\ncmd = "./e {port}"\ncolour = 1\n', "[edge]: unknown field 'colour'"),
+        ('[timeout]\ncmd = "./t {port}"\nidle_timeout = "later"\n', "[timeout] field 'idle_timeout'"),
+        ('[benchmark]\ncmd = "./b"\nserver = "turbo"\n', "[benchmark] field 'server'"),
+        ('[benchmark]\ncmd = "./b"\nconnections = 0\n', "[benchmark] field 'connections'"),
+    ],
+)
+def test_a_broken_submission_names_file_section_and_field(tmp_path, text, message):
+    with pytest.raises(SubmissionError) as caught:
+        parse_submission(text, tmp_path / "sub.toml")
+    assert str(tmp_path / "sub.toml") in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_the_reference_submission_is_our_five_servers_and_lab_bench():
+    submission = reference()
+    assert set(submission.programs) == {"level", "edge", "oneshot", "timeout", "graceful"}
+    assert submission.benchmark.argv[1:4] == ("-m", "lab", "bench")
+    assert submission.benchmark.report.name == "PERFORMANCE.md"
+
+
+@pytest.mark.parametrize(
+    ("markdown", "rows"),
+    [
+        ("| mode | req/s |\n|---|---|\n| level | 50 |\n| edge | 80 |\n", 2),
+        ("intro\n\n| a | b |\n|:--|--:|\n| 1 | 2 |\n\ntext\n\n| c |\n| --- |\n| 3 |\n", 2),
+        ("| only a header |\n|---|\n", 0),
+        ("no table at all\n---\n", 0),
+    ],
+)
+def test_table_rows_counts_result_rows(markdown, rows):
+    assert table_rows(markdown) == rows
+
+
+@pytest.mark.parametrize(
+    ("output", "figure"),
+    [
+        ("done: 12,345.6 req/s, p99 2 ms\n", "12,345.6 req/s"),
+        ("Throughput: 80000 requests/s\n", "80000 req/s"),
+        ("all replies verified\n", None),
+    ],
+)
+def test_throughput_is_read_from_the_output(output, figure):
+    assert throughput(output) == figure
+
+
+def test_paths_in_a_submission_are_relative_to_its_file(tmp_path):
+    submission = parse_submission('[edge]\ncmd = "bin/edge {port}"\n', Path(tmp_path / "s.toml"))
+    assert submission.programs["edge"].cwd == str(tmp_path)

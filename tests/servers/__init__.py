@@ -1,0 +1,1 @@
+"""Tests of the five reference servers, each run as ``python -m lab serve KIND --port 0``."""
