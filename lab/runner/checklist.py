@@ -68,6 +68,7 @@ class Item:
 # Thresholds the judges compare with, kept here so the scorecard and the docs can quote them.
 IDLE_CPU_MAX = 0.10  # fraction of one CPU while 100 connections sit idle
 EXHAUSTED_CPU_MAX = 0.50  # while accept() fails with EMFILE
+PENDING_CPU_MAX = 0.50  # while output waits for a reader that does not read
 RSS_GROWTH_MAX = 8 * 1024 * 1024  # while a slow reader leaves 10 MiB unread (a server that
 # buffers all of it grows by at least 10 MiB; the kernel's socket buffers are not in RSS)
 SLOW_READER_LATENCY_MAX = 1.0  # seconds, another client's echo while one reader stalls
@@ -115,9 +116,9 @@ CHECKLIST: tuple[Item, ...] = (
          "every byte echoed in order when send() is partial (SHA-256 equal, slow reader gets all)",
          "keep what send() did not take in a per-connection buffer and send it on EPOLLOUT"),
     Item("edge.epollout_control", 5, "EPOLLOUT is watched only while output is pending", ("edge",),
-         ("burst-connects/loaded",),
-         "no idle connection registered for EPOLLOUT",
-         "arm EPOLLOUT when send() leaves bytes behind and disarm it once the buffer is empty"),
+         ("burst-connects/loaded", "slow-reader/stalled_cpu"),
+         "no idle connection registered for EPOLLOUT, and no spinning while output waits for a slow reader",
+         "arm EPOLLOUT when send() leaves bytes behind (then wait for it) and disarm it once the buffer is empty"),
     # -- error handling (15) ----------------------------------------------------------------
     Item("errors.peer_reset", 5, "a client reset does not stop the server", BOTH,
          ("faults/after_reset",),

@@ -19,6 +19,7 @@ from lab.runner.checklist import (
     EARLY_CLOSE_FRACTION,
     EXHAUSTED_CPU_MAX,
     IDLE_CPU_MAX,
+    PENDING_CPU_MAX,
     RSS_GROWTH_MAX,
     SLOW_READER_LATENCY_MAX,
     Item,
@@ -160,12 +161,17 @@ def judge_write_buffering(obs: dict) -> Verdict:
 
 
 def judge_epollout_control(obs: dict) -> Verdict:
-    loaded = obs["burst-connects"]["loaded"]
+    loaded, stalled = obs["burst-connects"]["loaded"], obs["slow-reader"]["stalled_cpu"]
     registered = loaded.get("clients_registered", 0)
     measured = f"{_n(loaded.get('clients_out', 0))} of {_n(registered)} idle connections registered for EPOLLOUT"
     if loaded.get("out_example"):
         measured += f" (e.g. {loaded['out_example']})"
-    return registered > 0 and loaded["clients_out"] == 0, measured
+    if not stalled.get("alive"):
+        return False, measured + "; the server died while a reader stalled"
+    measured += (f"; {stalled['fraction']:.0%} of a CPU while output waited for a slow reader "
+                 f"(at most {PENDING_CPU_MAX:.0%})")
+    idle_ok = registered > 0 and loaded["clients_out"] == 0
+    return idle_ok and stalled["fraction"] <= PENDING_CPU_MAX, measured
 
 
 def judge_abrupt_clients(obs: dict) -> Verdict:

@@ -172,6 +172,12 @@ def _run_program(target: Target, scenarios: list[Scenario], log_dir: Path,
             if strict_start and position == 0:
                 raise
             observations[scenario.name] = {"_run": {"error": str(error)}}
+            if position == 0:
+                # It never listened at all: the other scenarios would only wait for the same
+                # failure (up to its ready timeout each), so they record it at once.
+                for rest in scenarios[1:]:
+                    observations[rest.name] = {"_run": {"error": str(error)}}
+                break
     return observations
 
 

@@ -122,6 +122,30 @@ def peer_name(address: tuple) -> str:
     return f"{address[0]}:{address[1]}"
 
 
+def recv_once(conn: Connection, counters: Counters) -> bytes | None:
+    """One recv(): the bytes, or None when the socket would block (EAGAIN) or the peer has
+    shut down its side (``conn.peer_closed`` is set then). Other OSErrors (ECONNRESET) go to
+    the caller, which closes the connection."""
+    counters.recv_calls += 1
+    try:
+        data = conn.sock.recv(RECV_SIZE)
+    except BlockingIOError:  # EAGAIN: nothing more for now
+        counters.eagain += 1
+        return None
+    if not data:
+        conn.peer_closed = True
+        return None
+    return data
+
+
+def take_input(conn: Connection, data: bytes, counters: Counters, log: EventLog | None) -> None:
+    """Queue received bytes for the echo."""
+    counters.bytes_in += len(data)
+    if log:
+        log.received(conn.fd, len(data))
+    conn.outbuf += data
+
+
 def flush(conn: Connection, counters: Counters, log: EventLog | None) -> None:
     """Send from ``conn.outbuf`` until it is empty or the socket's send buffer is full.
 
@@ -154,7 +178,10 @@ class EventLog:
         self.stream = stream
 
     def _line(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        # One write per line: print() writes the text and the newline separately, and lines
+        # from the oneshot server's threads would run into each other.
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def opened(self, fd: int, peer: str) -> None:
         self._line(f"new connection: fd={fd} from {peer}")

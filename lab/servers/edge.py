@@ -22,7 +22,6 @@ Facts about edge-triggered epoll, then what they mean for this server:
 from __future__ import annotations
 
 import select
-import socket
 import time
 
 from lab.servers.common import (
@@ -38,7 +37,9 @@ from lab.servers.common import (
     flush,
     make_listener,
     peer_name,
+    recv_once,
     run_until_signal,
+    take_input,
 )
 
 # Every connection always watches input and the peer's FIN, edge-triggered; EPOLLOUT is added
@@ -154,19 +155,10 @@ class EdgeServer:
     def receive(self, conn: Connection, mask: int) -> None:
         """Read and echo until EAGAIN, EOF, a short read, or the output cap."""
         while len(conn.outbuf) < self.max_buffer:
-            self.counters.recv_calls += 1
-            try:
-                data = conn.sock.recv(RECV_SIZE)
-            except BlockingIOError:  # EAGAIN: drained; the next byte to arrive is a new edge
-                self.counters.eagain += 1
+            data = recv_once(conn, self.counters)
+            if data is None:  # EAGAIN (drained: the next byte to arrive is a new edge) or EOF
                 return
-            if not data:
-                conn.peer_closed = True
-                return
-            self.counters.bytes_in += len(data)
-            if self.log:
-                self.log.received(conn.fd, len(data))
-            conn.outbuf += data
+            take_input(conn, data, self.counters, self.log)
             flush(conn, self.counters, self.log)
             if len(data) < RECV_SIZE and not mask & select.EPOLLRDHUP:
                 # A short read emptied the receive queue at that instant, and whatever arrives

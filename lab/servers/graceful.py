@@ -31,7 +31,7 @@ import sys
 import time
 
 from lab import linux
-from lab.servers.common import RECV_SIZE, Connection, LoopSignals, ServerOptions, run_until_signal
+from lab.servers.common import Connection, LoopSignals, ServerOptions, recv_once, run_until_signal
 from lab.servers.edge import EdgeServer
 
 SHUTDOWN_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -82,16 +82,8 @@ class GracefulServer(EdgeServer):
         if not self.draining:
             super().receive(conn, mask)
             return
-        while True:  # read and discard to EAGAIN (edge-triggered) or EOF
-            self.counters.recv_calls += 1
-            try:
-                data = conn.sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                self.counters.eagain += 1
-                return
-            if not data:
-                conn.peer_closed = True
-                return
+        # Read and discard to EAGAIN (edge-triggered) or EOF.
+        while (data := recv_once(conn, self.counters)) is not None:
             self.counters.bytes_discarded += len(data)
 
     def on_connection_event(self, conn: Connection, mask: int) -> None:

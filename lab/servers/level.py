@@ -23,14 +23,12 @@ Facts about level-triggered epoll, then what they mean for this server:
 from __future__ import annotations
 
 import select
-import socket
 import time
 
 from lab.servers.common import (
     ACCEPT_RETRY_SECONDS,
     ACCEPT_CLIENT_ERRNOS,
     FD_EXHAUSTION_ERRNOS,
-    RECV_SIZE,
     Connection,
     Counters,
     LoopSignals,
@@ -39,7 +37,9 @@ from lab.servers.common import (
     flush,
     make_listener,
     peer_name,
+    recv_once,
     run_until_signal,
+    take_input,
 )
 
 
@@ -133,19 +133,8 @@ class LevelServer:
 
     def receive(self, conn: Connection) -> None:
         """One recv() per event: if more is waiting, the next epoll_wait says so again."""
-        self.counters.recv_calls += 1
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            self.counters.eagain += 1
-            return
-        if not data:
-            conn.peer_closed = True
-            return
-        self.counters.bytes_in += len(data)
-        if self.log:
-            self.log.received(conn.fd, len(data))
-        conn.outbuf += data
+        if data := recv_once(conn, self.counters):
+            take_input(conn, data, self.counters, self.log)
 
     def close(self, conn: Connection, reason: str) -> None:
         del self.connections[conn.fd]

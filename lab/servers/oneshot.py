@@ -32,7 +32,6 @@ from lab.servers.common import (
     ACCEPT_RETRY_SECONDS,
     ACCEPT_CLIENT_ERRNOS,
     FD_EXHAUSTION_ERRNOS,
-    RECV_SIZE,
     Connection,
     Counters,
     LoopSignals,
@@ -41,7 +40,9 @@ from lab.servers.common import (
     flush,
     make_listener,
     peer_name,
+    recv_once,
     run_until_signal,
+    take_input,
 )
 
 LISTENER_EVENTS = select.EPOLLIN | select.EPOLLONESHOT
@@ -135,16 +136,20 @@ class OneshotServer:
             sock.setblocking(False)  # accept() does not pass O_NONBLOCK on from the listener
             conn = Connection(sock, sock.fileno(), peer_name(address))
             conn.interest = select.EPOLLIN | select.EPOLLONESHOT
-            self.connections[conn.fd] = conn  # before register: its first event may come at once
-            try:
-                self.epoll.register(conn.fd, conn.interest)
-            except OSError:  # ENOMEM/ENOSPC (max_user_watches): refuse this client only
-                del self.connections[conn.fd]
-                sock.close()
-                continue
+            # Into the table, counted and logged before register: its first event may be
+            # handled in another thread at once.
+            self.connections[conn.fd] = conn
             counters.opened += 1
             if self.log:
                 self.log.opened(conn.fd, conn.peer)
+            try:
+                self.epoll.register(conn.fd, conn.interest)
+            except OSError as error:  # ENOMEM/ENOSPC (max_user_watches): refuse this client only
+                del self.connections[conn.fd]
+                sock.close()
+                counters.closed += 1
+                if self.log:
+                    self.log.closed(conn.fd, f"cannot register: {error.strerror}")
         self.epoll.modify(self.listener.fileno(), LISTENER_EVENTS)  # re-arm the listener
 
     def handle(self, conn: Connection, mask: int, counters: Counters) -> None:
@@ -172,19 +177,8 @@ class OneshotServer:
         self.epoll.modify(conn.fd, wanted)  # re-arm: EPOLLONESHOT disabled the fd when it fired
 
     def receive(self, conn: Connection, counters: Counters) -> None:
-        counters.recv_calls += 1
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            counters.eagain += 1
-            return
-        if not data:
-            conn.peer_closed = True
-            return
-        counters.bytes_in += len(data)
-        if self.log:
-            self.log.received(conn.fd, len(data))
-        conn.outbuf += data
+        if data := recv_once(conn, counters):
+            take_input(conn, data, counters, self.log)
 
     def close(self, conn: Connection, reason: str, counters: Counters) -> None:
         del self.connections[conn.fd]  # before close(): the number may be reused at once

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import docker  # noqa: F401  (imported before a test fakes sys.platform: see below)
 import pytest
 
 from lab.cli import main
@@ -25,6 +26,8 @@ def test_docker_flag_without_an_engine_says_how_to_get_one(unreachable_engine, c
 
 
 def test_a_host_without_epoll_takes_the_container_path(unreachable_engine, monkeypatch, capsys):
+    # Importing docker-py under a faked "darwin" would look for macOS's _scproxy module; it is
+    # imported at the top of this module, on the real platform.
     monkeypatch.setattr(sys, "platform", "darwin")
     assert main(["serve", "level"]) == 2
     assert "cannot reach a Docker engine" in capsys.readouterr().err

@@ -71,15 +71,17 @@ def verdicts(results: dict) -> dict:
     }
 
 
-def test_docker_grade_gives_the_native_verdicts(cli_env, tmp_path):
-    native_status, native_log = run_lab("grade", "--results", "native", env=cli_env, cwd=tmp_path,
-                                        log_name="native.log")
-    docker_status, docker_log = run_lab("--docker", "grade", "--results", "docker", env=cli_env,
-                                        cwd=tmp_path, log_name="docker.log")
+def test_docker_grade_gives_the_native_verdicts(cli_env, tmp_path, tmp_path_factory):
+    docker_results = tmp_path_factory.mktemp("docker-results")
+    native_status, native_log = run_lab("grade", "--results", str(tmp_path / "native"), env=cli_env,
+                                        cwd=tmp_path, log_name="native.log")
+    # An absolute folder outside the working one: the SDK path mounts it at its own path.
+    docker_status, docker_log = run_lab("--docker", "grade", "--results", str(docker_results),
+                                        env=cli_env, cwd=tmp_path, log_name="docker.log")
     assert native_status == 0, native_log[-4000:]
     assert docker_status == 0, docker_log[-4000:]
     native = load_results(only_run_dir(tmp_path / "native"))
-    docker = load_results(only_run_dir(tmp_path / "docker"))
+    docker = load_results(only_run_dir(docker_results))
     assert verdicts(docker) == verdicts(native)
     assert score_of(docker) == (100, 100)
 

@@ -155,3 +155,15 @@ def test_grade_runs_the_submissions_benchmark_against_its_edge_server(capsys, tm
     (item,) = json.loads((run_dir / "results.json").read_text())["items"]
     assert item["passed"] is passed
     assert words in item["evidence"] and "PERFORMANCE.md: a table with 1 result row(s)" in item["evidence"]
+
+
+def test_a_submission_program_that_never_listens_scores_zero_with_the_reason(capsys, tmp_path):
+    submission = tmp_path / "sub.toml"
+    submission.write_text(f'[edge]\ncmd = "{sys.executable} -c \'import sys; sys.exit(4)\' {{port}}"\n')
+    status, out, err = run_lab(capsys, "grade", str(submission), "--only", "edge",
+                               "--results", str(tmp_path / "results"))
+    assert status == 1, out + err
+    (run_dir,) = (tmp_path / "results").iterdir()
+    items = json.loads((run_dir / "results.json").read_text())["items"]
+    assert len(items) == 5 and not any(item["passed"] for item in items)
+    assert all("exited with status 4 before listening" in item["evidence"] for item in items)

@@ -52,6 +52,7 @@ GOOD = {
     "slow-reader": {
         "idle": probe(rss=20 * MiB), "stalled": probe(rss=21 * MiB),
         "pushed": {"sent": 9 * MiB, "unsent": MiB, "seconds": 1.0},
+        "stalled_cpu": {"alive": True, "cpu": 0.0, "seconds": 1.0, "fraction": 0.0},
         "other": exchange(1, messages=5, messages_echoed=5), "finish": exchange(1, sent=10 * MiB),
     },
     "faults": {
@@ -122,6 +123,8 @@ FAULTS = [
      "slow reader got 4,194,304/10,485,760 bytes"),
     ("edge.epollout_control", {"burst-connects/loaded": {"clients_out": 1000, "out_example": "fd 9: EPOLLIN|EPOLLOUT|EPOLLET"}},
      "1,000 of 1,000 idle connections registered for EPOLLOUT (e.g. fd 9"),
+    ("edge.epollout_control", {"slow-reader/stalled_cpu": {"fraction": 1.0}},
+     "100% of a CPU while output waited for a slow reader (at most 50%)"),
     ("errors.peer_reset", {"faults/after_reset": {"ok": 0}}, "0/1 echoed"),
     ("errors.abrupt_clients", {"faults/half_close": {"unechoed": 28, "echoed": 0, "eof": 0}}, "0/28 bytes echoed after the FIN"),
     ("errors.fd_exhaustion", {"fd-exhaustion/exhausted": {"fraction": 0.97}}, "64 fds open at the limit, 97% of a CPU meanwhile"),
