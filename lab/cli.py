@@ -34,16 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_in_container(argv: list[str]) -> int:
+    """epoll exists only on Linux: elsewhere (or with --docker) the same command runs in the
+    lab's image."""
+    from lab.container import run_in_container
+
+    try:
+        return run_in_container(argv)
+    except UsageError as error:
+        if sys.platform == "linux":
+            raise
+        raise UsageError(
+            f"epoll is Linux-only, so on {sys.platform} lab runs every command in its container "
+            f"image (see README, 'With Docker'), and that failed: {error}"
+        ) from error
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.docker or sys.platform != "linux":
-            # epoll exists only on Linux: elsewhere the same command runs in the lab's image.
-            from lab.container import run_in_container
-
-            return run_in_container([word for word in argv if word != "--docker"])
+            return _run_in_container([word for word in argv if word != "--docker"])
         return args.handler(args)
     except UsageError as error:
         print(f"lab {args.command}: {error}", file=sys.stderr)

@@ -192,76 +192,84 @@ def connect_clients(count: int, port: int, deadline: float, first_index: int = 0
 def pump(clients: list[Client], deadline: float, goal: str = CAUGHT_UP, *, on_tick=None) -> str:
     """Send what each client has queued and read its echo until ``goal`` holds for every
     client ("done"), the deadline passes ("deadline") or nothing moved for STALL_SECONDS
-    ("stalled"). Goals: CAUGHT_UP (all sent and echoed), SENT (all sent,
-    nothing read: a reader that stalls on purpose), EOF (until the server closes).
-    ``on_tick()`` runs between waits (progress lines, a signal sent mid-stream)."""
-    reading = goal != SENT
-    last_progress = time.monotonic()
-    with selectors.DefaultSelector() as selector:
-        wanted: dict[Client, int] = {}
-
-        def interest(client: Client) -> int:
-            if client.sock is None or client.ended:
-                return 0
-            events = 0
-            if client.has_output or (client.messages and not client.expect):
-                events |= selectors.EVENT_WRITE
-            if reading:
-                events |= selectors.EVENT_READ
-            return events
-
-        def update(client: Client) -> None:
-            events = interest(client)
-            old = wanted.get(client, 0)
-            if events == old:
-                return
-            if not events:
-                selector.unregister(client.sock)
-                del wanted[client]
-            elif old:
-                selector.modify(client.sock, events, client)
-                wanted[client] = events
-            else:
-                selector.register(client.sock, events, client)
-                wanted[client] = events
-
-        def done(client: Client) -> bool:
-            if client.ended or client.sock is None:
-                return True
-            if goal == SENT:
-                return not client.has_output
-            if goal == EOF:
-                return False
-            return client.caught_up
-
+    ("stalled"). Goals: CAUGHT_UP (all sent and echoed), SENT (all sent, nothing read: a
+    reader that stalls on purpose), EOF (until the server closes). ``on_tick()`` runs
+    between waits (a signal sent mid-stream)."""
+    with _Loop(goal) as loop:
         for client in clients:
-            update(client)
+            loop.update(client)
+        last_progress = time.monotonic()
         while True:
             if on_tick is not None:
                 on_tick()
-            if all(done(client) for client in clients):
+            if all(loop.done(client) for client in clients):
                 return "done"
             now = time.monotonic()
-            if now >= deadline or not wanted:
+            if now >= deadline or not loop.wanted:
                 return "deadline"
             if now - last_progress > STALL_SECONDS:
                 return "stalled"
-            for key, events in selector.select(min(deadline - now, 0.1)):
-                client = key.data
-                now = time.monotonic()
-                moved = client.sent + client.echoed
-                if events & selectors.EVENT_READ:
-                    _read(client, now)
-                if events & selectors.EVENT_WRITE and not client.ended:
-                    _write(client, now)
-                if client.sent + client.echoed != moved or client.ended:
-                    last_progress = now
-                if client.ended or client.sock is None:
-                    if client in wanted:
-                        selector.unregister(client.sock)
-                        del wanted[client]
-                else:
-                    update(client)
+            for key, events in loop.selector.select(min(deadline - now, 0.1)):
+                if loop.serve(key.data, events):
+                    last_progress = time.monotonic()
+
+
+class _Loop:
+    """One selector over the clients of a pump(), each registered for exactly the events it
+    needs now: writable while it has something to send, readable unless the goal is SENT."""
+
+    def __init__(self, goal: str) -> None:
+        self.goal = goal
+        self.selector = selectors.DefaultSelector()
+        self.wanted: dict[Client, int] = {}
+
+    def __enter__(self) -> _Loop:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.selector.close()
+
+    def interest(self, client: Client) -> int:
+        if client.sock is None or client.ended:
+            return 0
+        events = selectors.EVENT_READ if self.goal != SENT else 0
+        if client.has_output or (client.messages and not client.expect):
+            events |= selectors.EVENT_WRITE
+        return events
+
+    def update(self, client: Client) -> None:
+        events, old = self.interest(client), self.wanted.get(client, 0)
+        if events == old:
+            return
+        if not events:
+            self.selector.unregister(client.sock)
+            del self.wanted[client]
+            return
+        if old:
+            self.selector.modify(client.sock, events, client)
+        else:
+            self.selector.register(client.sock, events, client)
+        self.wanted[client] = events
+
+    def done(self, client: Client) -> bool:
+        if client.ended or client.sock is None:
+            return True
+        if self.goal == SENT:
+            return not client.has_output
+        if self.goal == EOF:
+            return False
+        return client.caught_up
+
+    def serve(self, client: Client, events: int) -> bool:
+        """Handle one ready client; True if a byte moved or the connection ended."""
+        now = time.monotonic()
+        moved = client.sent + client.echoed
+        if events & selectors.EVENT_READ:
+            _read(client, now)
+        if events & selectors.EVENT_WRITE and not client.ended:
+            _write(client, now)
+        self.update(client)  # an ended client is unregistered here
+        return client.sent + client.echoed != moved or client.ended
 
 
 def _read(client: Client, now: float) -> None:
