@@ -15,6 +15,8 @@ How the command inside sees the host:
   belongs to the caller and it never has more rights than the caller on the mounted folders.
 - ``lab serve``: the server binds 0.0.0.0 inside the container and its port is published on
   the host address asked for (default 127.0.0.1), so ``nc localhost 8080`` works as natively.
+- ``lab bench 127.0.0.1 PORT``: the client reaches the host's loopback (host networking on
+  Linux, ``host.docker.internal`` under Docker Desktop), so it can measure such a server.
 - An init runs as PID 1 (``init=True``): Ctrl-C or SIGTERM here becomes ``docker stop``,
   whose SIGTERM reaches ``lab`` (the graceful server drains), and the grader's children are
   reaped. The container is always removed.
@@ -28,8 +30,11 @@ rebuild it (``docker compose build``) or remove it, since an existing image is u
 
 from __future__ import annotations
 
+import argparse
 import codecs
+import contextlib
 import gc
+import io
 import ntpath
 import os
 import posixpath
@@ -59,6 +64,8 @@ RESERVED_PATHS = tuple(
     PurePosixPath(p)
     for p in ("/bin", "/dev", "/etc", "/lab", "/lib", "/lib64", "/opt", "/proc", "/sbin", "/sys", "/usr")
 )
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+DESKTOP_HOST_NAME = "host.docker.internal"
 # How long the output copiers may lag behind the container's exit before we stop waiting.
 OUTPUT_DRAIN_TIMEOUT = 10.0
 STOP_TIMEOUT = 15
@@ -71,6 +78,7 @@ class HostFacts:
     cwd: PurePath  # absolute, in the host's own flavour
     posix: bool
     user: str | None  # "uid:gid", or None where the host has no such ids
+    linux: bool = True  # the engine runs on this machine's kernel, not in a VM (Docker Desktop)
 
 
 @dataclass(slots=True)
@@ -82,6 +90,7 @@ class ContainerPlan:
     mounts: dict[str, str] = field(default_factory=dict)  # host path -> container path
     ports: dict[str, tuple[str, int]] = field(default_factory=dict)  # "8080/tcp" -> (ip, port)
     user: str | None = None
+    network_mode: str | None = None  # None: the engine's default bridge network
 
 
 def _pop_option(argv: list[str], name: str) -> tuple[list[str], str | None]:
@@ -132,6 +141,37 @@ def _publish_serve_port(argv: list[str]) -> tuple[list[str], dict[str, tuple[str
     return command, {f"{port}/tcp": (host_ip, int(port))}
 
 
+def _reach_host_loopback(plan: ContainerPlan, host: HostFacts) -> None:
+    """``lab bench HOST PORT`` is a client of a server on the host (often ``lab serve`` in
+    another container, published on the host's 127.0.0.1). A container's own loopback is not
+    the host's: on Linux the client shares the host's network instead; under Docker Desktop,
+    whose engine runs in a VM, the host is reached by its name there."""
+    from lab.cli import build_parser
+
+    parser = build_parser()
+    target = getattr(parser.parse_args(plan.command), "host", None)
+    if target not in LOOPBACK_NAMES:
+        return
+    if host.linux:
+        plan.network_mode = "host"
+        return
+    # Replace the word the parser reads as HOST, not an option value spelled the same.
+    for at, word in enumerate(plan.command):
+        candidate = [*plan.command[:at], DESKTOP_HOST_NAME, *plan.command[at + 1:]]
+        if word == target and _parsed_host(parser, candidate) == DESKTOP_HOST_NAME:
+            plan.command = candidate
+            return
+
+
+def _parsed_host(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """The HOST argv names, or None if argv does not parse (argparse would print and exit)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            return getattr(parser.parse_args(argv), "host", None)
+        except SystemExit:
+            return None
+
+
 def plan_container(argv: Sequence[str], host: HostFacts) -> ContainerPlan:
     """Decide how ``lab ARGV`` runs in the image: the command, mounts, ports and user."""
     command = list(argv)
@@ -152,15 +192,18 @@ def plan_container(argv: Sequence[str], host: HostFacts) -> ContainerPlan:
                 raise UsageError("with Docker on this host, --results must be inside the current folder")
             plan.mounts[str(results_path)] = _same_path_mount(PurePosixPath(results_path), "--results")
 
-    if _command_name(command) == "serve":
+    name = _command_name(command)
+    if name == "serve":
         plan.command, plan.ports = _publish_serve_port(command)
+    elif name == "bench":
+        _reach_host_loopback(plan, host)
     return plan
 
 
 def host_facts() -> HostFacts:
     posix = os.name == "posix"
     user = f"{os.getuid()}:{os.getgid()}" if posix else None
-    return HostFacts(cwd=Path.cwd(), posix=posix, user=user)
+    return HostFacts(cwd=Path.cwd(), posix=posix, user=user, linux=sys.platform == "linux")
 
 
 def image_name() -> str:
@@ -270,6 +313,7 @@ def run_plan(client: docker.DockerClient, image: str, plan: ContainerPlan) -> in
             user=plan.user,
             volumes={host: {"bind": inside, "mode": "rw"} for host, inside in plan.mounts.items()},
             ports=plan.ports,
+            network_mode=plan.network_mode,
             init=True,
             ulimits=[Ulimit(name="nofile", soft=nofile, hard=nofile)],
             labels={"org.epoll-lab.role": "cli"},

@@ -106,10 +106,14 @@ def plot_all(results: list[dict], directory: Path, title: str) -> list[Path]:
         if with_cpu:
             fig, ax = plt.subplots(figsize=(8, 4.5))
             labels = [f"{r['target']}\n{r['connections']:,}" for r in with_cpu]
-            user = [r["server_cpu"]["user_us_per_op"] for r in with_cpu]
-            system = [r["server_cpu"]["system_us_per_op"] for r in with_cpu]
+            split = [r["server_cpu"]["user_us_per_op"] is not None for r in with_cpu]
+            user = [r["server_cpu"]["user_us_per_op"] if known else 0.0 for r, known in zip(with_cpu, split)]
+            system = [r["server_cpu"]["system_us_per_op"] if known else 0.0 for r, known in zip(with_cpu, split)]
             ax.bar(labels, user, label="user")
             ax.bar(labels, system, bottom=user, label="system (kernel)")
+            if not all(split):  # a window too short for one clock tick: total only
+                unknown = [0.0 if known else r["server_cpu"]["us_per_op"] for r, known in zip(with_cpu, split)]
+                ax.bar(labels, unknown, color="grey", label="total (window too short to split)")
             ax.set_ylabel("server CPU µs per request")
             ax.set_title(f"Where the server's time goes\n{title}", fontsize=9)
             ax.tick_params(axis="x", labelsize=7)

@@ -122,15 +122,21 @@ class ClientPool:
         self.pipes, self.processes = [], []
 
     def _collect(self, expected: str) -> list:
-        answers = []
+        """Every worker's answer; if any failed, one BenchFailure naming every failure (the
+        first one is often the cause of the rest: a server that crashed on a wrong reply
+        resets the other workers' connections too)."""
+        answers, failures = [], []
         for number, pipe in enumerate(self.pipes):
             try:
                 kind, value = pipe.recv()
             except EOFError:
-                raise BenchFailure(f"client worker {number} died (exit status "
-                                   f"{self.processes[number].exitcode})") from None
+                failures.append(f"client worker {number} died (exit status {self.processes[number].exitcode})")
+                continue
             if kind == "failed":
-                raise BenchFailure(value)
-            assert kind == expected, (kind, expected)
-            answers.append(value)
+                failures.append(value)
+            else:
+                assert kind == expected, (kind, expected)
+                answers.append(value)
+        if failures:
+            raise BenchFailure("; ".join(failures))
         return answers

@@ -9,8 +9,9 @@ import pytest
 from lab.container import HostFacts, plan_container
 from lab.errors import UsageError
 
-LINUX = HostFacts(cwd=Path("/home/student/lab"), posix=True, user="1000:1000")
-WINDOWS = HostFacts(cwd=PureWindowsPath(r"C:\Users\student\lab"), posix=False, user=None)
+LINUX = HostFacts(cwd=Path("/home/student/lab"), posix=True, user="1000:1000", linux=True)
+MACOS = HostFacts(cwd=Path("/Users/student/lab"), posix=True, user="501:20", linux=False)
+WINDOWS = HostFacts(cwd=PureWindowsPath(r"C:\Users\student\lab"), posix=False, user=None, linux=False)
 
 
 def test_working_folder_is_mounted_at_the_same_path_and_used_as_is():
@@ -81,9 +82,28 @@ def test_serve_with_port_zero_is_refused_because_nothing_could_be_published():
         plan_container(["serve", "level", "--port", "0"], LINUX)
 
 
-def test_only_serve_gets_ports_even_when_another_command_has_a_port_option():
-    plan = plan_container(["bench", "127.0.0.1", "8080"], LINUX)
-    assert plan.ports == {}
+@pytest.mark.parametrize("target", ["127.0.0.1", "localhost"])
+def test_bench_against_the_host_loopback_shares_the_host_network_on_linux(target):
+    plan = plan_container(["bench", target, "8081", "10", "10"], LINUX)
+    assert (plan.network_mode, plan.ports) == ("host", {})
+    assert plan.command == ["bench", target, "8081", "10", "10"]
+
+
+@pytest.mark.parametrize("host", [MACOS, WINDOWS])
+def test_bench_against_the_host_loopback_names_the_host_under_docker_desktop(host):
+    plan = plan_container(["bench", "-c", "127.0.0.1", "127.0.0.1", "8081"], host)
+    assert plan.network_mode is None
+    # Only the positional HOST changes, not an option value that happens to look the same.
+    assert plan.command == ["bench", "-c", "127.0.0.1", "host.docker.internal", "8081"]
+
+
+@pytest.mark.parametrize(
+    "argv", [["bench", "10.0.0.5", "8080"], ["bench", "--target", "level,edge", "-n", "10"], ["grade"]]
+)
+def test_other_clients_keep_the_default_network(argv):
+    for host in (LINUX, MACOS):
+        plan = plan_container(argv, host)
+        assert (plan.network_mode, plan.ports, plan.command) == (None, {}, argv)
 
 
 def test_windows_working_folder_appears_as_host_folder():

@@ -140,3 +140,14 @@ def test_docker_builds_a_missing_image_and_returns_the_commands_status(cli_env, 
     assert f"building {tag}" in output
     assert status == 2, output[-3000:]
     assert "lab serve: --max-buffer must be at least 1 byte" in output
+
+
+def test_docker_bench_reaches_a_docker_server_through_the_host_loopback(cli_env, tmp_path):
+    server, port = start_docker_server(["edge"], cli_env, tmp_path)
+    with contextlib.closing(server):
+        wait_for_echo(port)
+        status, output = run_lab("--docker", "bench", "127.0.0.1", str(port), "10", "10",
+                                 "--results", str(tmp_path / "bench"), env=cli_env, cwd=tmp_path,
+                                 log_name="bench.log")
+    assert status == 0, output[-3000:]
+    assert "req/s" in output
