@@ -51,13 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"requests per connection (default {DEFAULT_REQUESTS})")
     what = parser.add_argument_group("what to measure")
     what.add_argument("--target", help=f"servers to start: {','.join(TARGETS)} or all")
-    what.add_argument("--cmd", action="append", default=[], metavar="CMD",
-                      help="also start this command (needs {port}); repeatable")
+    what.add_argument("--cmd", action="append", default=[], metavar="[NAME=]CMD",
+                      help="also start this command, e.g. 'mine=./server --port {port}' (needs "
+                           "{port}; no shell); repeatable")
     what.add_argument("--workload", default="pingpong",
                       help=f"comma list of {', '.join(WORKLOADS)} (default pingpong)")
     what.add_argument("-c", "--connections",
                       help=f"comma list of connection counts, e.g. 100,1000,10000 (default {DEFAULT_CONNECTIONS})")
-    what.add_argument("-n", "--requests", help=f"requests per connection (default {DEFAULT_REQUESTS})")
+    what.add_argument("-n", "--requests", help=f"requests per connection (default {DEFAULT_REQUESTS}); a "
+                                               "comma list pairs up with -c, e.g. -c 100,10000 -n 1000,10")
     what.add_argument("--size", default="64", help="request size, e.g. 64 or 4KiB (default 64)")
     what.add_argument("--pipeline", default="1", help="requests in flight per connection (default 1)")
     what.add_argument("--rate", help="open loop: total requests per second (latency corrected "
@@ -151,7 +153,13 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, list[str]]:
     connections = (parse_counts(args.positional_connections, "CONNECTIONS") if args.positional_connections
                    else parse_counts(args.connections, "--connections") if args.connections
                    else [DEFAULT_CONNECTIONS])
-    requests = _whole(args.positional_requests or args.requests, "requests per connection", DEFAULT_REQUESTS)
+    requests = (parse_counts(args.positional_requests, "REQUESTS_PER_CONNECTION") if args.positional_requests
+                else parse_counts(args.requests, "--requests") if args.requests else [DEFAULT_REQUESTS])
+    if len(requests) == 1:
+        requests *= len(connections)
+    elif len(requests) != len(connections):
+        raise UsageError(f"give one -n for all connection counts or one per count: {len(connections)} "
+                         f"connection count(s), {len(requests)} request count(s)")
     size = _unit(parse_size, args.size, "--size")
     pipeline = _whole(args.pipeline, "--pipeline", 1)
     if size < 1:
@@ -166,7 +174,6 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, list[str]]:
             raise UsageError(f"--rate must be greater than 0, got {args.rate}")
         if pipeline != 1:
             raise UsageError("--rate sends one request at a time per connection: drop --pipeline")
-    warmup = _whole(args.warmup, "--warmup", max(1, requests // 10), minimum=0)
     timeout = _unit(parse_duration, args.timeout, "--timeout")
     if timeout <= 0:
         raise UsageError("--timeout must be greater than 0")
@@ -179,11 +186,13 @@ def build_plan(args: argparse.Namespace) -> tuple[Plan, list[str]]:
 
     workloads = []
     for kind in kinds:
-        counts = [stream_connections] if kind == "stream" else connections
-        for count in counts:
+        pairs = [(stream_connections, requests[0])] if kind == "stream" else zip(connections, requests)
+        for count, per_connection in pairs:
             if workers > count:
                 raise UsageError(f"--workers {workers} is more than the {count} connection(s) to share out")
-            workloads.append(Workload(kind, count, requests, size, pipeline, rate, warmup, stream_bytes, timeout))
+            warmup = _whole(args.warmup, "--warmup", max(1, per_connection // 10), minimum=0)
+            workloads.append(Workload(kind, count, per_connection, size, pipeline, rate, warmup, stream_bytes,
+                                      timeout))
     return Plan(workloads, targets, external, repeats, workers, args.strace), notes
 
 

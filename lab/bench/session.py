@@ -105,7 +105,9 @@ def measure_target(target: Target, workload: Workload, workers: int, repeat: int
             measurement, first, (second, rss, threads) = _client_run(
                 running.address, workload, workers, before, after)
         except BenchFailure as failure:
-            raise BenchFailure(f"{target.name}: {failure}") from None
+            said = running.server.stderr_text().strip().splitlines()[-3:]
+            tail = f" (its stderr ends: {' | '.join(said)})" if said else ""
+            raise BenchFailure(f"{target.name}: {failure}{tail}") from None
     return run_record(target.name, workload, workers=workers, repeat=repeat, measurement=measurement,
                       before=first, after=second, rss_bytes=rss,
                       server_threads=min(threads, len(os.sched_getaffinity(0))),

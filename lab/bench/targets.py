@@ -90,16 +90,27 @@ def parse_target_names(text: str) -> list[str]:
     return names
 
 
+COMMAND_NAME = re.compile(r"^(?P<name>[A-Za-z][\w.+-]*)=(?P<command>.*)$", re.DOTALL)
+
+
 def command_target(text: str, taken: set[str]) -> Target:
-    """A ``--cmd`` target: a command line with ``{port}``, named after its program."""
+    """A ``--cmd`` target: ``[NAME=]COMMAND`` with ``{port}`` in it. Without a NAME it is
+    named after its program (``srv``, ``srv#2``, ...). No shell runs it, so the bench watches
+    the program itself (a wrapper script should ``exec`` its server)."""
+    match = COMMAND_NAME.match(text.strip())
+    name, command = (match["name"], match["command"]) if match else (None, text)
     try:
-        argv = tuple(shlex.split(text))
+        argv = tuple(shlex.split(command))
     except ValueError as error:
         raise UsageError(f"--cmd {text!r}: {error}") from None
     if not argv:
-        raise UsageError("--cmd needs a command, e.g. --cmd './server --port {port}'")
+        raise UsageError("--cmd needs a command, e.g. --cmd 'mine=./server --port {port}'")
     if not any("{port}" in word for word in argv):
         raise UsageError(f"--cmd {text!r} has no {{port}}: the bench must tell the server where to listen")
+    if name is not None:
+        if name in taken or name in TARGETS:
+            raise UsageError(f"--cmd name {name!r} is already taken")
+        return Target(name, argv, fixed_port=True)
     base = Path(argv[0]).name
     name, number = base, 2
     while name in taken:

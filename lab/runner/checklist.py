@@ -73,6 +73,7 @@ RSS_GROWTH_MAX = 8 * 1024 * 1024  # while a slow reader leaves 10 MiB unread (a 
 # buffers all of it grows by at least 10 MiB; the kernel's socket buffers are not in RSS)
 SLOW_READER_LATENCY_MAX = 1.0  # seconds, another client's echo while one reader stalls
 EARLY_CLOSE_FRACTION = 0.9  # an idle close before 90 % of the idle timeout is too early
+DRAIN_SLACK = 1.0  # seconds past the drain timeout a graceful exit may take
 
 BOTH = MANDATORY_KINDS
 
@@ -127,7 +128,8 @@ CHECKLIST: tuple[Item, ...] = (
     Item("errors.abrupt_clients", 5, "abrupt and odd clients are handled", BOTH,
          ("faults/connect_close", "faults/empty", "faults/half_close", "faults/binary",
           "faults/after_abrupt"),
-         "connect-and-close, empty connection, half-close (the echo still comes), all 256 byte values; then a new client is served",
+         "connect-and-close, empty connection, half-close (the echo still comes), all 256 byte "
+         "values; then a new client is served",
          "on EOF send what is pending, then close; never treat data as text"),
     Item("errors.fd_exhaustion", 5, "running out of fds is survived", BOTH,
          ("fd-exhaustion/exhausted", "fd-exhaustion/at_limit", "fd-exhaustion/recovered"),
@@ -161,7 +163,8 @@ CHECKLIST: tuple[Item, ...] = (
          "read the timerfd's 8-byte count on each tick and close connections idle too long"),
     Item("bonus.graceful_shutdown", 5, "graceful shutdown on SIGTERM (signalfd)", ("graceful",),
          ("sigterm-midload/loaded", "sigterm-midload/streams", "sigterm-midload/exit"),
-         "a signalfd for SIGTERM; on SIGTERM: no new connections, pending echoes sent, exit 0",
+         "a signalfd for SIGTERM; on SIGTERM: no new connections, pending echoes sent, "
+         "exit 0 within the drain timeout",
          "block SIGINT/SIGTERM, read them from a signalfd in the epoll set, drain, then exit 0"),
     Item("bonus.benchmark", 5, "benchmark results are documented", (BENCHMARK,),
          (),

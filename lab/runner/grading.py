@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from lab.runner.checklist import (
+    DRAIN_SLACK,
     EARLY_CLOSE_FRACTION,
     EXHAUSTED_CPU_MAX,
     IDLE_CPU_MAX,
@@ -250,7 +251,8 @@ def judge_oneshot(obs: dict) -> Verdict:
         + (f" ({loaded['clients_disarmed']} disarmed while idle: fired and never re-armed)"
            if loaded.get("clients_disarmed") else "") + ", "
         f"{loaded['threads']} threads, {_n(rounds['messages_echoed'])}/{_n(rounds['messages'])} "
-        f"messages echoed in order" + (f", {rounds['mismatched']} clients got wrong bytes" if rounds["mismatched"] else "")
+        "messages echoed in order"
+        + (f", {rounds['mismatched']} clients got wrong bytes" if rounds["mismatched"] else "")
     )
 
 
@@ -270,7 +272,8 @@ def judge_timeout(obs: dict) -> Verdict:
     return timer_ok and idle_ok and active_ok, (
         f"{loaded['timerfds_in_epoll']} timerfd(s) in the epoll set; idle timeout "
         f"{watch['idle_timeout']:g} s, tick {watch['tick']:g} s: {watch['idle_closed']}/{watch['idle']} idle "
-        f"clients closed ({closed}, limit {watch['limit']:g} s), {watch['active_closed']}/{watch['active']} active clients closed"
+        f"clients closed ({closed}, limit {watch['limit']:g} s), "
+        f"{watch['active_closed']}/{watch['active']} active clients closed"
     )
 
 
@@ -282,7 +285,7 @@ def judge_graceful(obs: dict) -> Verdict:
     signalfd_ok = loaded["signalfds_sigterm"] >= 1 and loaded["signalfds_in_epoll"] >= 1
     drained = streams["signalled"] and not streams["mismatched"] and streams["eof"] == streams["clients"]
     status = exit_["status"]
-    exit_ok = status == 0
+    exit_ok = status == 0 and exit_["seconds_after_signal"] <= exit_["drain_timeout"] + DRAIN_SLACK
     parts = [
         f"{loaded['signalfds_sigterm']} signalfd(s) for SIGTERM, {loaded['signalfds_in_epoll']} in the epoll set",
         f"{streams['eof']}/{streams['clients']} streams ended with a clean EOF after "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from lab.errors import UsageError
 from lab.runner.checklist import SECTION_BY_NAME, SECTIONS
 from lab.runner.grading import ItemResult
 
@@ -178,10 +179,17 @@ class RunDirectory:
     commit discards."""
 
     def __init__(self, parent: Path, name: str) -> None:
-        self.parent = Path(parent)
-        self.parent.mkdir(parents=True, exist_ok=True)
+        # Absolute: the path is handed to programs that run in other folders (the benchmark).
+        self.parent = Path(parent).resolve()
         self.name = run_dir_name(name)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.name}.partial-", dir=self.parent))
+        try:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.name}.partial-", dir=self.parent))
+        except OSError as error:
+            raise UsageError(
+                f"cannot write results under {self.parent}: {error.strerror}; pick another "
+                "--results folder (in Docker on Linux: LAB_USER=$(id -u):$(id -g) docker compose up)"
+            ) from error
         self.final: Path | None = None
 
     def write(self, relative: str, text: str) -> None:

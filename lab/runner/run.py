@@ -51,7 +51,8 @@ def load_scenarios(paths: Sequence[str | Path] = ()) -> dict[str, Scenario]:
     for file in files:
         scenario = load_scenario(file)
         if scenario.name in scenarios and scenarios[scenario.name].path != scenario.path:
-            raise UsageError(f"{file}: a scenario named {scenario.name!r} is already loaded from {scenarios[scenario.name].path}")
+            first = scenarios[scenario.name].path
+            raise UsageError(f"{file}: a scenario named {scenario.name!r} is already loaded from {first}")
         scenarios[scenario.name] = scenario
     return scenarios
 

@@ -278,7 +278,8 @@ def _check_references(path: str, steps: tuple[Step, ...]) -> None:
             elif group not in groups:
                 raise ScenarioError(f"{where}: field {name!r}: no earlier connect step made group {group!r}")
         if step.action == "settle" and step.params["baseline"] not in probes:
-            raise ScenarioError(f"{where}: field 'baseline': {step.params['baseline']!r} is not an earlier probe's save")
+            baseline = step.params["baseline"]
+            raise ScenarioError(f"{where}: field 'baseline': {baseline!r} is not an earlier probe's save")
         if step.save:
             if step.save in saves:
                 raise ScenarioError(f"{where}: field 'save': {step.save!r} is already saved by an earlier step")

@@ -160,7 +160,8 @@ def _benchmark(path: Path, value: object, base: Path) -> BenchmarkSpec:
     server = table.get("server", "edge")
     server_kind = PROGRAM_SECTIONS.get(server)
     if server_kind is None:
-        raise SubmissionError(f"{path}: [benchmark] field 'server': one of {', '.join(PROGRAM_SECTIONS)}, got {server!r}")
+        known = ", ".join(PROGRAM_SECTIONS)
+        raise SubmissionError(f"{path}: [benchmark] field 'server': one of {known}, got {server!r}")
     timeout = _seconds(path, "benchmark", table, "timeout")
     return BenchmarkSpec(
         argv=tuple(shlex.split(table["cmd"])),

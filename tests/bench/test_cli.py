@@ -40,6 +40,19 @@ def test_targets_and_connection_grid():
     assert plan.workloads[-1].stream_bytes == 1024 * 1024 and plan.repeats == 3
 
 
+def test_cmd_targets_are_named_by_their_prefix_or_their_program():
+    plan, _ = plan_of("--cmd", "./srv --port {port}", "--cmd", "./srv -p {port}",
+                      "--cmd", "t1=python -m lab serve oneshot --threads 1 --port {port}")
+    assert [t.name for t in plan.targets] == ["srv", "srv#2", "t1"]
+    assert plan.targets[2].argv[:2] == ("python", "-m") and plan.targets[2].fixed_port
+
+
+def test_request_counts_pair_up_with_connection_counts():
+    plan, _ = plan_of("--target", "edge", "-c", "100,1000,10000", "-n", "1000,100,10")
+    assert [(w.connections, w.requests, w.warmup) for w in plan.workloads] == [
+        (100, 1000, 100), (1000, 100, 10), (10000, 10, 1)]
+
+
 def test_all_targets():
     plan, notes = plan_of("--target", "all")
     names = [t.name for t in plan.targets] + [note.split()[0] for note in notes]
@@ -63,6 +76,7 @@ def test_all_targets():
         (["--target", "edge", "--workload", "udp"], "unknown --workload udp"),
         (["--target", "edge", "-c", "10,x"], "--connections must be a whole number"),
         (["--target", "edge", "-c", ","], "at least one number"),
+        (["--target", "edge", "-c", "1,2,3", "-n", "5,6"], "one per count"),
         (["--target", "edge", "--size", "lots"], "--size"),
         (["--target", "edge", "--size", "0"], "at least 1 byte"),
         (["--target", "edge", "--rate", "fast"], "--rate must be a number"),
@@ -73,6 +87,8 @@ def test_all_targets():
         (["--target", "edge", "--repeat", "0"], "--repeat must be at least 1"),
         (["--cmd", "./server"], "has no {port}"),
         (["--cmd", "'unbalanced"], "--cmd"),
+        (["--cmd", "edge=./srv {port}"], "already taken"),
+        (["--cmd", "a=./x {port}", "--cmd", "a=./y {port}"], "already taken"),
     ],
 )
 def test_misuse_is_a_usage_error(argv, message):

@@ -147,6 +147,8 @@ FAULTS = [
      "closed 1.1-2.9 s after their last byte, limit 2.25 s"),
     ("bonus.timeout", {"idle-timeout/loaded": {"timerfds_in_epoll": 0}}, "0 timerfd(s) in the epoll set"),
     ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"status": -15}}, "exit status -15"),
+    ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"seconds_after_signal": 8.0}},
+     "exit status 0 8 s after SIGTERM (drain timeout 5 s)"),
     ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"new_connection_refused": False}}, "was ACCEPTED"),
     ("bonus.graceful_shutdown", {"sigterm-midload/streams": {"eof": 2}}, "2/4 streams ended with a clean EOF"),
     ("bonus.benchmark", {"benchmark": {"table_rows": 0}}, "PERFORMANCE.md: no results table"),

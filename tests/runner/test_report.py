@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
+from lab.errors import UsageError
 from lab.runner.grading import ItemResult
 from lab.runner.report import (
     RunDirectory,
@@ -121,3 +123,16 @@ def test_two_runs_in_the_same_second_do_not_mix(tmp_path):
     a, b = first.commit(), second.commit()
     assert a != b and b.name == f"{a.name}-2"
     assert (b / "marker").read_text() != (a / "marker").read_text()
+
+
+def test_a_results_folder_that_cannot_be_written_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UsageError, match="cannot write results under .*a-file"):
+        RunDirectory(blocker / "results", "edge")
+
+
+def test_a_relative_results_folder_becomes_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with RunDirectory(Path("relative"), "edge") as run_dir:
+        assert run_dir.path.is_absolute() and run_dir.path.parent == tmp_path / "relative"
