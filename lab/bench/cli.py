@@ -34,13 +34,24 @@ from lab.units import parse_duration, parse_size
 DEFAULT_CONNECTIONS = 100  # the assignment's benchmark_epoll defaults
 DEFAULT_REQUESTS = 100
 DEFAULT_REPEATS_WITH_TARGETS = 3
+DESCRIPTION = """\
+Load echo servers, verify every reply, and report throughput, latency and what it cost.
+
+  lab bench HOST PORT [CONNECTIONS] [REQUESTS_PER_CONNECTION]
+      the assignment's benchmark_epoll against a running server (default 100 x 100);
+      exit 0 after every reply was verified, 1 on a wrong reply, a dropped connection or
+      nothing listening
+  lab bench --target level,edge,uvloop [--cmd 'mine=./srv --port {port}'] ...
+      start each server fresh for every run, alternate them over the repeats, compare
+
+Reports: results/bench-<UTC timestamp>/ (--results to move): bench.json, bench.md, PNG plots."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="benchmark echo servers (the assignment's benchmark_epoll, and more)",
-        description=__doc__.split("\n\n", 1)[1],
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("host", nargs="?", help="host of a running server (assignment form)")

@@ -104,8 +104,8 @@ def plot_all(results: list[dict], directory: Path, title: str) -> list[Path]:
 
         with_cpu = [r for r in pingpong if r["server_cpu"]]
         if with_cpu:
-            fig, ax = plt.subplots(figsize=(8, 4.5))
-            labels = [f"{r['target']}\n{r['connections']:,}" for r in with_cpu]
+            fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(with_cpu)), 5))
+            labels = [f"{r['target']} ({r['connections']:,})" for r in with_cpu]
             split = [r["server_cpu"]["user_us_per_op"] is not None for r in with_cpu]
             user = [r["server_cpu"]["user_us_per_op"] if known else 0.0 for r, known in zip(with_cpu, split)]
             system = [r["server_cpu"]["system_us_per_op"] if known else 0.0 for r, known in zip(with_cpu, split)]
@@ -116,7 +116,9 @@ def plot_all(results: list[dict], directory: Path, title: str) -> list[Path]:
                 ax.bar(labels, unknown, color="grey", label="total (window too short to split)")
             ax.set_ylabel("server CPU µs per request")
             ax.set_title(f"Where the server's time goes\n{title}", fontsize=9)
-            ax.tick_params(axis="x", labelsize=7)
+            ax.tick_params(axis="x", labelsize=7, labelrotation=40)
+            for label in ax.get_xticklabels():
+                label.set_horizontalalignment("right")
             ax.legend()
             ax.grid(axis="y", alpha=0.3)
             save(fig, "cpu.png")
