@@ -165,12 +165,13 @@ def do_stream(context: Context, step: Step) -> dict:
         client.queue_stream(step.params["size"])
     signum, after = step.params["signal"], step.params["signal_after"]
     started = time.monotonic()
-    on_tick = None
-    if signum is not None:
-        def on_tick() -> None:
-            if context.signalled_at is None and sum(c.echoed for c in clients) >= after:
-                context.signalled_at = time.monotonic()
-                context.server.send_signal(signal.Signals[signum])
+
+    def signal_once_enough_echoed() -> None:
+        if context.signalled_at is None and sum(c.echoed for c in clients) >= after:
+            context.signalled_at = time.monotonic()
+            context.server.send_signal(signal.Signals[signum])
+
+    on_tick = signal_once_enough_echoed if signum is not None else None
     # With a signal the server decides when the streams end (EOF), not the clients.
     ended_by = pump(clients, _deadline(step), EOF if signum else CAUGHT_UP, on_tick=on_tick)
     summary = _exchange_summary(clients, started, ended_by)
