@@ -80,6 +80,11 @@ class ServerProcess:
                 )
             except OSError as error:
                 raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
+            except subprocess.SubprocessError as error:  # only lower_fd_limit runs in the child
+                raise StartError(
+                    f"cannot start {self.command!r}: setting its open-file limit to {nofile} failed "
+                    f"(above the hard limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]}?)"
+                ) from error
         return self
 
     def wait_listening(self) -> tuple[str, int]:
