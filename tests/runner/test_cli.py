@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -220,3 +221,25 @@ def test_a_bad_ready_timeout_is_a_message_and_exit_2(capsys, tmp_path, value, me
         status, err = exit_.code, capsys.readouterr().err
     assert status == 2 and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+IPV6_ONLY_ECHO = Path(__file__).with_name("ipv6_only_echo.py")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        # Prints nothing: the address comes from /proc/net/tcp6.
+        f"{sys.executable} {IPV6_ONLY_ECHO} {{port}}",
+        # Announces "listening on ::1:PORT".
+        f"{sys.executable} -m lab serve level --host ::1 --port {{port}}",
+    ],
+    ids=["silent", "announced"],
+)
+def test_a_server_listening_on_ipv6_loopback_only_is_graded(capsys, tmp_path, ipv6_loopback, command):
+    status, out, err = run_lab(capsys, "run", "--cmd", command, "--as", "level", "--only", "level.echoes",
+                               "--results", str(tmp_path / "results"))
+    assert status == 0, out + err
+    (run_dir,) = (tmp_path / "results").iterdir()
+    (item,) = json.loads((run_dir / "results.json").read_text())["items"]
+    assert item["passed"], item
