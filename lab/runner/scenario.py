@@ -232,6 +232,11 @@ def parse_scenario(text: str, path: str) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{path}: not valid TOML: {error}") from None
+    return scenario_from_data(data, path)
+
+
+def scenario_from_data(data: dict, path: str) -> Scenario:
+    """Validate a scenario file's parsed TOML (any tables, arrays and values TOML can hold)."""
     for key in data:
         if key not in TOP_LEVEL:
             raise ScenarioError(f"{path}: unknown top-level field {key!r}; known: {', '.join(TOP_LEVEL)}")

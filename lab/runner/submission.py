@@ -91,6 +91,11 @@ def parse_submission(text: str, path: Path) -> Submission:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SubmissionError(f"{path}: not valid TOML: {error}") from None
+    return submission_from_data(data, path)
+
+
+def submission_from_data(data: dict, path: Path) -> Submission:
+    """Check a submission file's parsed TOML (any tables, arrays and values TOML can hold)."""
     base = path.resolve().parent
     known = {"name", *PROGRAM_SECTIONS, "benchmark"}
     for key in data:
