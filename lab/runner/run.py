@@ -246,6 +246,8 @@ def _check_writable(path: Path, option: str) -> None:
     run never ends in an error after its results were written. Tried for real (create and
     remove the temporary file ``_write_atomically`` would use), since a permission check
     tells nothing to root."""
+    if "\0" in str(path):
+        raise UsageError(f"{option} {str(path)!r}: not a file name (it holds a NUL byte)")
     if path.is_dir():
         raise UsageError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'junit.xml'}")
     folder = path.parent

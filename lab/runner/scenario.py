@@ -257,6 +257,8 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{path}: cannot read: {error.strerror}") from None
     except UnicodeDecodeError as error:
         raise ScenarioError(f"{path}: not UTF-8 text (byte {error.start}): is it a scenario file?") from None
+    except ValueError:  # a NUL byte in the path
+        raise ScenarioError(f"{path!r}: not a file name (it holds a NUL byte)") from None
     return parse_scenario(text, str(path))
 
 

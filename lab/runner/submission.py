@@ -118,6 +118,8 @@ def load_submission(path: Path) -> Submission:
         raise SubmissionError(f"{path}: cannot read the submission: {error.strerror}") from None
     except UnicodeDecodeError as error:
         raise SubmissionError(f"{path}: not UTF-8 text (byte {error.start}): is it a submission file?") from None
+    except ValueError:  # a NUL byte in the path
+        raise SubmissionError(f"{str(path)!r}: not a file name (it holds a NUL byte)") from None
     return parse_submission(text, path)
 
 

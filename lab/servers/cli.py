@@ -29,6 +29,12 @@ def _host(text: str) -> str:
     return text[1:-1] if text.startswith("[") and text.endswith("]") else text
 
 
+def _file(text: str) -> Path:
+    if "\0" in text or not text:
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+    return Path(text)
+
+
 def _more_than_zero(convert):
     """A duration type that also refuses 0: a timer period or an idle timeout of 0 would
     disarm the timerfd (timerfd_settime(2): a zero it_value disarms it)."""
@@ -70,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verbose", action="store_true", help="log every event (costs speed)")
     parser.add_argument("--max-buffer", type=size, default=defaults.max_buffer,
                         help="per-connection output cap; reading pauses when reached (default 1MiB)")
-    parser.add_argument("--stats-file", type=Path,
+    parser.add_argument("--stats-file", type=_file,
                         help="write the counters here (on exit and SIGUSR1) instead of stderr")
     parser.add_argument("--backlog", type=_positive_int, default=defaults.backlog,
                         help="listen() backlog (default %(default)s)")
