@@ -86,18 +86,18 @@ class Program:
             raise UsageError(f"--port must be from 1 to 65535, got {port}")
         timing = {}
         if ready_timeout is not None:
-            timing["ready_timeout"] = _ready_timeout(ready_timeout)
+            timing["ready_timeout"] = _more_than_zero("the ready timeout", ready_timeout)
         if idle_timeout is not None:
-            timing["idle_timeout"] = float(idle_timeout)
+            timing["idle_timeout"] = _more_than_zero("the idle timeout", idle_timeout)
         if tick is not None:
-            timing["tick"] = float(tick)
+            timing["tick"] = _more_than_zero("the tick", tick)
         if drain_timeout is not None:
             timing["drain_timeout"] = float(drain_timeout)
         return cls(kind, argv, name=name or kind, port=port, cwd=str(cwd) if cwd else None, **timing)
 
     def with_ready_timeout(self, seconds: float) -> Program:
         """The same program, allowed ``seconds`` to start listening."""
-        return dataclasses.replace(self, ready_timeout=_ready_timeout(seconds))
+        return dataclasses.replace(self, ready_timeout=_more_than_zero("the ready timeout", seconds))
 
     def argv_for(self, port: int) -> list[str]:
         return [word.replace(PORT, str(port)) for word in self.argv]
@@ -154,9 +154,10 @@ def split_command(command: str | list[str] | tuple[str, ...]) -> tuple[str, ...]
     return argv
 
 
-def _ready_timeout(seconds: float) -> float:
+def _more_than_zero(what: str, seconds: float) -> float:
+    """A period the scenarios divide or wait by: 0 s (or NaN) would make no sense of them."""
     if not seconds > 0:
-        raise UsageError(f"the ready timeout must be longer than 0 s, got {seconds:g} s")
+        raise UsageError(f"{what} must be longer than 0 s, got {seconds:g} s")
     return float(seconds)
 
 

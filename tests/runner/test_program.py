@@ -32,6 +32,8 @@ def test_a_fixed_port_needs_no_placeholder():
         ("./srv {port} \\", {"kind": "edge"}, "No escaped character"),
         (["./srv\0", "{port}"], {"kind": "edge"}, "holds a NUL byte"),
         ("./srv {port}", {"kind": "edge", "ready_timeout": 0.0}, "the ready timeout must be longer than 0 s"),
+        ("./srv {port}", {"kind": "timeout", "idle_timeout": 0.0}, "the idle timeout must be longer than 0 s"),
+        ("./srv {port}", {"kind": "timeout", "tick": 0.0}, "the tick must be longer than 0 s"),
     ],
 )
 def test_bad_targets_are_usage_errors(command, options, message):
