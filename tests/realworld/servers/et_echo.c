@@ -148,13 +148,16 @@ static void on_client(struct conn *c, uint32_t events)
     if (update_interest(c) == -1) conn_close(c);
 }
 
-/* EMFILE/ENFILE: give up the spare fd, take the connection off the backlog and close it. */
-static void shed_one(void)
+/* EMFILE/ENFILE: give up the spare fd, take one connection off the backlog and close it.
+ * Returns 0 once the backlog is empty: accept() reserves the fd before it looks at the queue,
+ * so at the limit it keeps failing with EMFILE and never reaches EAGAIN by itself. */
+static int shed_one(void)
 {
     close(spare_fd);
     int fd = accept(listen_fd, NULL, NULL);
     if (fd != -1) close(fd);
     spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd != -1;
 }
 
 static void on_listener(void)
@@ -166,8 +169,8 @@ static void on_listener(void)
             if (errno == EAGAIN || errno == EWOULDBLOCK) return;
             if ((errno == EMFILE || errno == ENFILE) && spare_fd != -1) {
                 fprintf(stderr, "accept: %s, shedding a connection\n", strerror(errno));
-                shed_one();
-                continue;
+                if (shed_one()) continue;
+                return;
             }
             perror("accept4");
             return;
