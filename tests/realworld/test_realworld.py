@@ -187,6 +187,16 @@ CORPUS: tuple[RealServer, ...] = (
         },
     ),
     RealServer(
+        "c-et-closes-on-rdhup", "edge", "et_echo.c", defines=("CLOSE_ON_RDHUP",),
+        only=("errors.abrupt_clients", "errors.peer_reset", "edge.drains"),
+        expected={"errors.abrupt_clients": expect(
+            FAIL, cause=r"half.?close[^;]*\b0/|before (it )?read|RDHUP|EPOLLHUP",
+            why="closes on EPOLLRDHUP before reading: the line that came with the FIN is never "
+                "read, so the half-closed client gets no echo. Must be caught every time, not "
+                "only when the data happened to be read before the FIN arrived (issue 12, "
+                "item 2)")},
+    ),
+    RealServer(
         "c-lt-textbook", "level", "lt_textbook.c",
         expected={
             "errors.fd_exhaustion": SPINS_ON_EMFILE,

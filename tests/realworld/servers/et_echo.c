@@ -19,6 +19,8 @@
  *                         connection and never modified (under EPOLLET this costs nothing)
  *   ACCEPT_ONCE           one accept() per listener event: under EPOLLET a second connection
  *                         that arrived in the same wakeup waits in the backlog
+ *   CLOSE_ON_RDHUP        closes as soon as EPOLLRDHUP is reported, before reading: data that
+ *                         came with the FIN is never read, so a half-closed client loses its echo
  *
  * Usage: et_echo PORT
  */
@@ -140,6 +142,9 @@ static int on_readable(struct conn *c)
 static void on_client(struct conn *c, uint32_t events)
 {
     if (events & EPOLLERR) { conn_close(c); return; }
+#ifdef CLOSE_ON_RDHUP
+    if (events & (EPOLLRDHUP | EPOLLHUP)) { conn_close(c); return; }
+#endif
     if ((events & EPOLLOUT) && flush(c) == -1) { conn_close(c); return; }
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) || (c->read_paused && pending(c) < OUT_CAP)) {
         if (!c->peer_closed && on_readable(c) == -1) { conn_close(c); return; }
