@@ -100,7 +100,8 @@ BLOCKING_SEND_STALLS_EVERYONE = expect(
 # The accept-once server's clients wait in the backlog: any item that fails because of it must
 # say so, not send the student to the read, close or reset code (issue 12, item 4). Generic
 # hints that merely mention accept() ("retry accept()") do not count.
-NEVER_ACCEPTED = r"backlog|never accepted|not accepted|accept\(\)[^;]*(once|EAGAIN)"
+NEVER_ACCEPTED = (r"backlog|never accepted|not accepted|accept (and read )?every connection"
+                  r"|accept\(\)[^;]*(once|EAGAIN)")
 NO_BACKPRESSURE = expect(
     FAIL, cause=r"MiB",
     why="transport.write() with no pause_writing(): the transport buffer grows with every "
@@ -136,6 +137,11 @@ CORPUS: tuple[RealServer, ...] = (
                 FAIL, NOT_EXERCISED,
                 why="its buffering is fine, but the 10 MiB streams stall on bytes never read, so "
                     "the evidence cannot show it: not exercised, or failed naming the read"),
+            "edge.epollout_control": expect(
+                PASS, NOT_EXERCISED, FAIL, cause=r"EAGAIN|drain|never read|read none|stopped reading",
+                why="it arms EPOLLOUT correctly when send() leaves bytes, but after a few 4 KiB "
+                    "reads it stops reading the slow reader, so no output ever waits: passed, or "
+                    "not exercised, or failed naming the read; never 'arm EPOLLOUT'"),
             "errors.abrupt_clients": expect(
                 FAIL, cause=r"EOF|half|FIN",
                 why="data and FIN in one wakeup: one read() takes the data, the FIN is never read, "
@@ -168,22 +174,32 @@ CORPUS: tuple[RealServer, ...] = (
                 why="4 streams connect at once; one left in the backlog never streams, which "
                     "says nothing about write buffering: only the accept may be blamed"),
             "errors.fd_exhaustion": expect(
-                FAIL, cause=NEVER_ACCEPTED,
-                why="after the flood leaves, each new client's edge accepts one stale flood "
-                    "connection from the backlog, so new clients wait: it does not serve again, "
-                    "because of the single accept()"),
+                FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED + r"|never (reached|ran out)|below the limit",
+                why="the flood's 100 connections arrive on a few edges, so it accepts a handful and "
+                    "never reaches EMFILE; afterwards each new client's edge accepts one stale "
+                    "flood connection, so new clients wait. Not exercised, or failed naming the "
+                    "accept; never 'on EMFILE stop watching the listener'"),
             "cleanup.fds_released": expect(
                 PASS, FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED,
                 why="the fds it opened are released; connections it never accepted sit in "
                     "CLOSE_WAIT in the backlog, which is the accept bug, not a missing close()"),
+            "cleanup.bounded_memory": expect(
+                PASS, NOT_EXERCISED, cause=NEVER_ACCEPTED,
+                why="the slow reader connects right after another client; when both arrive in one "
+                    "wakeup it is never accepted and memory is never at stake: not exercised, "
+                    "saying why"),
+            "edge.epollout_control": expect(
+                PASS, NOT_EXERCISED, cause=NEVER_ACCEPTED,
+                why="the same: no output waits for a reader that was never accepted"),
             "errors.abrupt_clients": expect(
-                FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED,
-                why="5 connect-and-close clients arrive at once and some stay in the backlog; "
-                    "every later client's edge then accepts a stale one, so the half-close, "
-                    "binary and check clients are never served: the cause is the accept"),
+                PASS, FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED,
+                why="when the 5 connect-and-close clients arrive in one wakeup some stay in the "
+                    "backlog, and every later client's edge accepts a stale one: the half-close, "
+                    "binary and check clients are never served. If it fails, the cause is the "
+                    "accept"),
             "errors.peer_reset": expect(
-                FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED,
-                why="the same backlog: the client after the reset is never accepted"),
+                PASS, FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED,
+                why="the same backlog: the client after the reset may never be accepted"),
         },
     ),
     RealServer(
@@ -311,9 +327,65 @@ CORPUS: tuple[RealServer, ...] = (
 )
 CORPUS_BY_NAME = {server.name: server for server in CORPUS}
 
-# Verdicts of the current grader that disagree with CORPUS, by (server, item), with the
-# evidence. Each makes its server's test XFAIL; once fixed it must be removed from here.
-KNOWN_WRONG: dict[tuple[str, str], str] = {}
+# Verdicts of the current grader that disagree with CORPUS on every run, by (server, item),
+# with the evidence. Each makes its server's test XFAIL; once fixed, the test fails until the
+# entry is removed from here (strict).
+KNOWN_WRONG: dict[tuple[str, str], str] = {
+    ("c-et-nginx-style", "edge.epollout_control"):
+        "FAIL on '1,000 of 1,000 idle connections registered for EPOLLOUT' although it used 0 % "
+        "of a CPU while output waited: no PASS-with-remark for EPOLLOUT armed once under EPOLLET",
+    ("c-et-as-level", "level.epoll_created"):
+        "PASS on 'an eventpoll fd with the listener registered' while every client registration "
+        "carries EPOLLET",
+    ("c-et-reads-once-64k", "edge.drains"):
+        "PASS on '65,536 of 65,536 bytes echoed in 14 ms': the 64 KiB test write never needs a "
+        "second 64 KiB read",
+    ("c-et-accepts-once", "edge.drains"):
+        "PASS: the drain check uses one connection, so accept() once per edge is never seen",
+    ("c-et-accepts-once", "cleanup.fds_released"):
+        "FAIL on 'CLOSE_WAIT 571' with the hint 'on close: epoll_ctl(DEL), close(fd)': those "
+        "sockets were never accepted (they wait in the backlog), the server closes all it has",
+    ("c-et-accepts-once", "errors.fd_exhaustion"):
+        "FAIL with the hint 'on EMFILE stop watching the listener': it held 7 fds, the limit "
+        "(64) was never reached, the flood waited in the backlog",
+    ("c-et-reads-once-4k", "errors.abrupt_clients"):
+        "PASS on 'half-close: 28/28 bytes echoed after the FIN, no EOF within 1 s': the FIN that "
+        "came with the data is never read, the connection is never closed, the judge does not "
+        "require the EOF",
+    ("py-asyncio-protocol", "cleanup.bounded_memory"):
+        "PASS on 'RSS grew +6.1 MiB while 10.0 MiB were sent' (limit 8 MiB): ~4 MiB sit in the "
+        "kernel's queues, the transport buffer grows without limit",
+    ("py-uvloop-protocol", "cleanup.bounded_memory"):
+        "PASS on 'RSS grew +6.2 MiB while 10.0 MiB were sent' (limit 8 MiB), as asyncio's",
+    ("py-asyncio-streams-via-sh", "level.epoll_created"):
+        "FAIL on '0 eventpoll fd(s)': the shell is probed, not the server it started",
+    ("c-lt-forgets-close-via-sh", "level.epoll_created"):
+        "FAIL on '0 eventpoll fd(s)': the shell is probed, not the server it started",
+}
+
+# Verdicts that agree or disagree with CORPUS depending on timing (machine load, which event
+# the server handles first). A disagreement here makes the test XFAIL, an agreement passes:
+# each entry is a flaky verdict of the grader, with the evidence.
+TIMING_DEPENDENT: dict[tuple[str, str], str] = {
+    ("c-lt-textbook", "errors.fd_exhaustion"):
+        "PASS on '25 % of a CPU meanwhile (at most 50 %)' for a loop that never sleeps: on a "
+        "loaded machine a busy loop gets a fraction of a core, so CPU time alone misses it",
+    ("py-thread-per-connection", "errors.fd_exhaustion"):
+        "PASS on '39 % of a CPU meanwhile' for socketserver's accept/EMFILE busy loop, as above",
+    ("py-uvloop-protocol", "errors.fd_exhaustion"):
+        "FAIL on 'after the clients left: 0/5 (or 3/5) echoed' in 5 of 6 runs: the scenario "
+        "connects again right after closing the flood, before libuv has read the flood's FINs; "
+        "still at the limit, libuv sheds the new clients (accept and close, its EMFILE trick, "
+        "which the item's own hint recommends). 6 of 6 pass with 500 ms between",
+    ("c-et-accepts-once", "edge.write_buffering"):
+        "FAIL with the hint 'keep what send() did not take in a per-connection buffer' whenever "
+        "two of the 4 streams connect in one wakeup (3 of 3 runs): they were never accepted",
+    ("c-et-accepts-once", "errors.abrupt_clients"):
+        "FAIL with the hint 'on EOF send what is pending, then close' whenever the rude clients "
+        "connect in one wakeup (3 of 3 runs): the later clients were never accepted",
+    ("c-et-accepts-once", "errors.peer_reset"):
+        "FAIL with the hint 'treat ECONNRESET/EPIPE as close this connection', as above",
+}
 
 
 # -- the quick tier: the table itself ---------------------------------------------------------
@@ -331,7 +403,8 @@ def test_the_corpus_names_real_items_files_and_outcomes():
             assert expectation.outcomes and expectation.why, (server.name, item_id)
             if expectation.cause:
                 re.compile(expectation.cause)
-    for (name, item_id), reason in KNOWN_WRONG.items():
+    assert not KNOWN_WRONG.keys() & TIMING_DEPENDENT.keys()
+    for (name, item_id), reason in {**KNOWN_WRONG, **TIMING_DEPENDENT}.items():
         assert name in CORPUS_BY_NAME and item_id in CORPUS_BY_NAME[name].graded_ids(), (name, item_id)
         assert reason
 
@@ -417,9 +490,11 @@ def test_grader_agrees_with_a_careful_reviewer(server: RealServer, tmp_path):
             wrong[item_id] = (f"{item_id}: {why_not}\n    evidence: {result.evidence}\n"
                               f"    hint: {result.hint or '-'}\n    reviewer: {expectation.why}")
     known = {item for (name, item) in KNOWN_WRONG if name == server.name}
-    unexpected = [wrong[item] for item in sorted(set(wrong) - known)]
+    flaky = {item for (name, item) in TIMING_DEPENDENT if name == server.name}
+    unexpected = [wrong[item] for item in sorted(set(wrong) - known - flaky)]
     fixed = sorted(known - set(wrong))
     assert not unexpected, f"{server.name}, run folder {report.run_dir}:\n" + "\n".join(unexpected)
     assert not fixed, f"{server.name}: now right, remove from KNOWN_WRONG: {fixed}"
     if wrong:
-        pytest.xfail("; ".join(f"{item}: {KNOWN_WRONG[(server.name, item)]}" for item in sorted(wrong)))
+        reasons = {**KNOWN_WRONG, **TIMING_DEPENDENT}
+        pytest.xfail("; ".join(f"{item}: {reasons[(server.name, item)]}" for item in sorted(wrong)))
