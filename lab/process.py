@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab import cgroup
 from lab.errors import UsageError
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
@@ -57,6 +58,7 @@ class ServerProcess:
         self.stdout_path = self.log_dir / "stdout.txt"
         self.stderr_path = self.log_dir / "stderr.txt"
         self.process: subprocess.Popen | None = None
+        self._limits_at_start = cgroup.CgroupCounters()
 
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> ServerProcess:
@@ -66,6 +68,7 @@ class ServerProcess:
         def lower_fd_limit() -> None:  # runs in the child between fork and exec
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
+        self._limits_at_start = cgroup.read_counters()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             try:
                 self.process = subprocess.Popen(
@@ -95,9 +98,10 @@ class ServerProcess:
             if self.port is not None and _accepts(self.host, self.port):
                 return self.host, self.port
             if self.process.poll() is not None:
+                cause = self.exit_cause()
                 raise StartError(
-                    f"{self.command!r} exited with status {self.process.returncode} before "
-                    f"listening{self._stderr_tail()}"
+                    f"{self.command!r} exited with status {self.process.returncode}"
+                    f"{f' ({cause})' if cause else ''} before listening{self._stderr_tail()}"
                 )
             if time.monotonic() > deadline:
                 where = f"on {self.host}:{self.port}" if self.port else "(no 'listening on HOST:PORT' line)"
@@ -109,6 +113,12 @@ class ServerProcess:
                 self.process.wait(timeout=POLL_INTERVAL)
             except subprocess.TimeoutExpired:
                 pass
+
+    def exit_cause(self) -> str | None:
+        """What a limit of the cgroup (a sandbox's memory or pids limit) did to the program
+        since it started, in words ("killed: out of memory (limit 1 GiB)"), or None."""
+        assert self.process is not None
+        return cgroup.kill_cause(self._limits_at_start, cgroup.read_counters(), self.process.poll())
 
     def send_signal(self, signum: int) -> None:
         assert self.process is not None

@@ -42,3 +42,11 @@ def parse_duration(text: str | int | float) -> float:
     if not match or match.group(2).lower() not in _DURATION_UNITS:
         raise ValueError(f"expected a duration such as '500ms' or '5s', got {text!r}")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+
+
+def format_size(size: int) -> str:
+    """``1 GiB``, ``512 MiB``, ``1.5 GiB``: the largest binary unit that keeps the number >= 1."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.4g} {unit}"
+    return f"{size} B"
