@@ -99,7 +99,6 @@ def plan_sandbox(submission_file: Path, results_dir: Path, only: Sequence[str], 
                     "--copy-to", str(WORK_DIR), "--results", str(RESULTS_MOUNT), *only_args],
         "name": container,
         "user": user,
-        "working_dir": str(WORK_DIR),
         "network_mode": "none",
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
@@ -122,8 +121,8 @@ def plan_sandbox(submission_file: Path, results_dir: Path, only: Sequence[str], 
 def explain_end(end: SandboxEnd, limits: SandboxLimits, graded: bool) -> tuple[str | None, list[str]]:
     """(reason, notes): why a container left no results (the submission then scores 0 with the
     reason), and what the limits did to one that did."""
-    memory = f"out of memory (limit {format_size(limits.memory)})"
-    notes = [f"the out-of-memory killer ran in the sandbox ({memory})"] if end.oom_killed and graded else []
+    limit = f"limit {format_size(limits.memory)}"
+    notes = [f"the out-of-memory killer ran in the sandbox ({limit})"] if end.oom_killed and graded else []
     if graded:
         return None, notes
     if end.interrupted:
@@ -131,7 +130,7 @@ def explain_end(end: SandboxEnd, limits: SandboxLimits, graded: bool) -> tuple[s
     if end.timed_out:
         return f"killed: still running after {limits.words()['wall-clock']} (the wall-clock limit)", notes
     if end.oom_killed:
-        return f"killed: {memory}", notes
+        return f"killed: out of memory ({limit})", notes
     if end.status == 128 + signal.SIGKILL:
         return "killed by SIGKILL (not by the memory limit)", notes
     last = _last_line(end.log)

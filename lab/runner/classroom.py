@@ -104,14 +104,15 @@ def _check_unique(entries: list[Entry]) -> None:
 
 
 def copy_submission(file: Path, work_dir: Path) -> Path:
-    """Copy the submission's folder into ``work_dir`` and return the copied file: it then
-    builds and runs there, and its own folder is never written. Symlinks are copied as links."""
-    source = file.resolve().parent
+    """Copy the submission's folder to ``work_dir/submission/`` and return the copied file: it
+    then builds and runs there, and its own folder is never written. Symlinks are copied as
+    links. (A folder of its own: ``work_dir`` may be a shared tmpfs whose mode is not ours.)"""
+    source, copy = file.resolve().parent, work_dir / "submission"
     try:
-        shutil.copytree(source, work_dir, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(source, copy, symlinks=True)
     except (OSError, shutil.Error) as error:
-        raise UsageError(f"cannot copy the submission {source} to {work_dir}: {error}") from None
-    return work_dir / file.name
+        raise UsageError(f"cannot copy the submission {source} to {copy}: {error}") from None
+    return copy / file.name
 
 
 # -- grading one submission, natively or in a sandbox ----------------------------------------
