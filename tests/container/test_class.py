@@ -1,0 +1,189 @@
+"""``lab grade`` of a class in sandbox containers, against a real engine.
+
+Each test builds a class folder of small submissions that run our reference servers
+(``python3 -m lab serve KIND``, which is the image's own lab inside the sandbox and this
+checkout's natively), some with a hostile twist, and grades it with the real CLI in a
+subprocess. Grades are kept short with ``--only``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.sandbox import ROLE, ROLE_LABEL
+
+from .helpers import GRADE_TIMEOUT, REPO, lab_cli, lab_env
+
+pytestmark = pytest.mark.docker
+
+LEVEL_ITEMS = ("level",)
+SHORT_ITEMS = ("level.epoll_created", "edge.drains")
+REFERENCE = {
+    "level": "python3 -m lab serve level --port {port}",
+    "edge": "python3 -m lab serve edge --port {port}",
+}
+# Allocates (and touches) 3 GiB, then becomes the reference level server.
+HOG = """import os, sys
+hoard = b"x" * (3 << 30)
+os.execvp("python3", ["python3", "-m", "lab", "serve", "level", "--port", sys.argv[1]])
+"""
+# Serves only when it sees nothing but `lo`, after writing a file in its working folder.
+LOOPBACK_ONLY = """import os, socket, sys
+names = [name for _, name in socket.if_nameindex()]
+if names != ["lo"]:
+    sys.exit(f"I see the network interfaces {names}, not only lo")
+with open("made-by-the-server.txt", "w") as out:
+    out.write("written in the working folder\\n")
+os.execvp("python3", ["python3", "-m", "lab", "serve", "level", "--port", sys.argv[1]])
+"""
+WRITTEN_BY_SERVER = "made-by-the-server.txt"
+
+
+def write_student(root: Path, name: str, programs: dict[str, str], files: dict[str, str] | None = None) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    toml = "".join(f'[{section}]\ncmd = "{cmd}"\n' for section, cmd in programs.items())
+    (folder / "submission.toml").write_text(toml)
+    for file, text in (files or {}).items():
+        (folder / file).write_text(text)
+    return folder
+
+
+def correct(root: Path) -> Path:
+    return write_student(root, "correct", REFERENCE)
+
+
+def hog(root: Path) -> Path:
+    return write_student(root, "hog", {**REFERENCE, "level": "python3 hog.py {port}"}, {"hog.py": HOG})
+
+
+def loopback_only(root: Path) -> Path:
+    return write_student(root, "loonly", {"level": "python3 lo.py {port}"}, {"lo.py": LOOPBACK_ONLY})
+
+
+def never_listens(root: Path) -> Path:
+    return write_student(root, "absent", {"level": "./no-such-server {port}", "edge": REFERENCE["edge"]})
+
+
+def no_file(root: Path) -> Path:
+    folder = root / "empty"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def class_env(lab_image, docker_engine):
+    """The CLI's environment: the test image, and this checkout's python3 first on PATH for
+    native grades. Afterwards, no sandbox container may be left."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = lab_env(lab_image, PYTHONPATH=str(REPO), PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    yield env
+    leftovers = docker_engine.containers.list(all=True, filters={"label": f"{ROLE_LABEL}={ROLE}"})
+    for container in leftovers:
+        container.remove(force=True)
+    assert leftovers == [], "a sandbox container was left behind"
+
+
+def lab_grade(*args: str, env: dict, cwd: Path, log: str) -> tuple[int, str]:
+    with (cwd / log).open("w+") as out:
+        done = subprocess.run(lab_cli("grade", *args), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                              stdout=out, stderr=subprocess.STDOUT, timeout=GRADE_TIMEOUT)
+        out.seek(0)
+        return done.returncode, out.read()
+
+
+def only_args(items: tuple[str, ...]) -> list[str]:
+    return [word for item in items for word in ("--only", item)]
+
+
+def class_report(results: Path) -> tuple[Path, dict]:
+    (folder,) = [p for p in results.iterdir() if p.is_dir()]
+    return folder, json.loads((folder / "class.json").read_text())
+
+
+def verdicts(data: dict) -> dict:
+    """Per student: score, whether graded, and each item's outcome (not the measured numbers)."""
+    return {s["name"]: (s["score"], s["status"], {i: v["outcome"] for i, v in s["items"].items()})
+            for s in data["submissions"]}
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_class_in_sandboxes_contains_a_memory_hog_and_shows_only_loopback(class_env, tmp_path):
+    students = tmp_path / "class"
+    folders = [correct(students), hog(students), loopback_only(students)]
+    before = {folder.name: listing(folder) for folder in folders}
+
+    status, output = lab_grade(str(students), *only_args(LEVEL_ITEMS), "--results", str(tmp_path / "sandboxed"),
+                               env=class_env, cwd=tmp_path, log="sandboxed.log")
+    assert status == 0, output[-4000:]
+    assert "in sandbox containers of" in output
+    folder, data = class_report(tmp_path / "sandboxed")
+    by_name = {s["name"]: s for s in data["submissions"]}
+    assert data["sandbox"]["limits"]["memory"] == "1 GiB"
+
+    # The correct submission scores in its sandbox as it does natively.
+    native_status, native_output = lab_grade(str(students / "correct" / "submission.toml"), *only_args(LEVEL_ITEMS),
+                                             "--results", str(tmp_path / "native"), env=class_env, cwd=tmp_path,
+                                             log="native.log")
+    assert native_status == 0, native_output[-4000:]
+    (native_run,) = (tmp_path / "native").iterdir()
+    native = json.loads((native_run / "results.json").read_text())
+    assert by_name["correct"]["score"] == native["score"] == 20
+    assert {i: v["outcome"] for i, v in by_name["correct"]["items"].items()} == {
+        item["id"]: "PASS" for item in native["items"]}
+
+    # The hog loses its level items, each saying why.
+    hog_items = by_name["hog"]["items"]
+    assert by_name["hog"]["score"] == 0 and hog_items
+    for item_id, item in hog_items.items():
+        assert item["outcome"] == "FAIL", item_id
+        assert "killed: out of memory (limit 1 GiB)" in item["evidence"], item["evidence"]
+    assert any("out-of-memory killer" in note for note in by_name["hog"]["notes"])
+
+    # Only `lo` inside: it passes; its file went to the sandbox's copy, not to the host folder.
+    assert by_name["loonly"]["score"] == 20, by_name["loonly"]
+    after = {folder.name: listing(folder) for folder in folders}
+    assert after == before
+    assert not list(students.rglob(WRITTEN_BY_SERVER))
+
+    # Each cell's evidence folder exists.
+    for submission in data["submissions"]:
+        assert (folder / submission["results"] / "results.json").is_file()
+
+
+def test_natively_the_loopback_check_fails(class_env, tmp_path):
+    """The negative control of the test above: natively the server sees the host's interfaces."""
+    folder = loopback_only(tmp_path / "class")
+    status, output = lab_grade(str(folder / "submission.toml"), "--only", "level.epoll_created",
+                               "--results", str(tmp_path / "native"), env=class_env, cwd=tmp_path, log="native.log")
+    assert status == 1, output[-3000:]
+    assert "not only lo" in output
+
+
+@pytest.mark.slow
+def test_five_submissions_with_two_jobs_get_the_verdicts_they_get_one_by_one(class_env, tmp_path):
+    students = tmp_path / "class"
+    for make in (correct, hog, loopback_only, never_listens, no_file):
+        make(students)
+    runs = {}
+    for jobs in ("2", "1"):
+        status, output = lab_grade(str(students), "--jobs", jobs, *only_args(SHORT_ITEMS),
+                                   "--results", str(tmp_path / f"jobs-{jobs}"), env=class_env, cwd=tmp_path,
+                                   log=f"jobs-{jobs}.log")
+        # `empty` holds no submission.toml: it is listed, not graded, so the status is 1.
+        assert status == 1, output[-4000:]
+        assert f"{jobs} at a time" in output
+        runs[jobs] = verdicts(class_report(tmp_path / f"jobs-{jobs}")[1])
+    assert runs["2"] == runs["1"]
+    assert {name: score for name, (score, _, _) in runs["1"].items()} == {
+        "absent": 5, "correct": 9, "empty": 0, "hog": 5, "loonly": 4}
+    assert runs["1"]["empty"][1] == "not graded"
