@@ -105,9 +105,11 @@ class ServerProcess:
                 )
             if time.monotonic() > deadline:
                 where = f"on {self.host}:{self.port}" if self.port else "(no 'listening on HOST:PORT' line)"
+                cause = self.exit_cause()
                 raise StartError(
-                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s; "
-                    f"check that it binds the port it is given{self._stderr_tail()}"
+                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s"
+                    f"{f' ({cause})' if cause else ''}; check that it binds the port it is given"
+                    f"{self._stderr_tail()}"
                 )
             try:  # sleeps, but wakes at once if the program exits
                 self.process.wait(timeout=POLL_INTERVAL)

@@ -156,8 +156,9 @@ def grade_natively(entry: Entry, results_dir: Path, only: Sequence[str], seconds
             except subprocess.TimeoutExpired:
                 pass
         if status is None:
-            # Its session holds the servers it started: stop them all, politely first.
-            _signal_group(process.pid, signal.SIGTERM)
+            # SIGINT, not SIGTERM: it is a KeyboardInterrupt to the grader, which then stops
+            # the servers it started (each in a session of its own, out of reach of killpg).
+            _signal_group(process.pid, signal.SIGINT)
             try:
                 process.wait(timeout=NATIVE_KILL_GRACE)
             except subprocess.TimeoutExpired:

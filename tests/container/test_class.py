@@ -187,3 +187,38 @@ def test_five_submissions_with_two_jobs_get_the_verdicts_they_get_one_by_one(cla
     assert {name: score for name, (score, _, _) in runs["1"].items()} == {
         "absent": 5, "correct": 9, "empty": 0, "hog": 5, "loonly": 4}
     assert runs["1"]["empty"][1] == "not graded"
+
+
+# Forks until the pids limit refuses, and keeps trying.
+FORK_BOMB = """import os, time
+while True:
+    try:
+        os.fork()
+    except OSError:
+        time.sleep(0.01)
+"""
+
+
+def test_a_fork_bomb_meets_the_pids_limit_and_a_slow_grade_the_wall_clock(class_env, tmp_path):
+    students = tmp_path / "class"
+    write_student(students, "forker", {"level": "python3 bomb.py {port}"}, {"bomb.py": FORK_BOMB})
+    status, output = lab_grade(str(students), "--only", "level.epoll_created", "--pids", "128",
+                               "--results", str(tmp_path / "pids"), env=class_env, cwd=tmp_path, log="pids.log")
+    assert status == 0, output[-4000:]
+    _, data = class_report(tmp_path / "pids")
+    (forker,) = data["submissions"]
+    assert data["sandbox"]["limits"]["pids"] == "128"
+    assert forker["items"]["level.epoll_created"]["outcome"] == "FAIL"
+    assert "pids limit reached (limit 128)" in forker["items"]["level.epoll_created"]["evidence"]
+
+    # `sleep` never listens: the runner would wait 15 s for it, the wall-clock limit is 3 s.
+    sleeper = tmp_path / "sleeper"
+    write_student(sleeper, "sleeper", {"level": "sleep 600 {port}"})
+    status, output = lab_grade(str(sleeper), "--only", "level.epoll_created", "--time-limit", "3s",
+                               "--results", str(tmp_path / "time"), env=class_env, cwd=tmp_path, log="time.log")
+    assert status == 1, output[-4000:]
+    _, data = class_report(tmp_path / "time")
+    (slow,) = data["submissions"]
+    assert slow["status"] == "not graded"
+    assert slow["reason"] == "killed: still running after 3 s (the wall-clock limit)"
+    assert "the wall-clock limit" in slow["items"]["level.epoll_created"]["evidence"]

@@ -152,3 +152,28 @@ def test_jobs_must_be_a_whole_number(capsys):
         main(["grade", "--jobs", "0", "x"])
     assert exit_info.value.code == 2
     assert "whole number" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+
+
+def test_sandbox_demanded_without_an_engine_is_a_usage_error(no_engine, tmp_path, capsys):
+    student(tmp_path / "class", "carol", None)
+    assert main(["grade", str(tmp_path / "class"), "--sandbox", "--results", str(tmp_path / "out")]) == 2
+    assert "--sandbox: cannot reach a Docker engine" in capsys.readouterr().err
+
+
+def test_without_an_engine_a_class_is_graded_natively_with_a_warning(no_engine, tmp_path, capsys):
+    # carol has no submission.toml, so nothing runs: the class report still lists her.
+    student(tmp_path / "class", "carol", None)
+    assert main(["grade", str(tmp_path / "class"), "--results", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert "warning: no Docker engine" in captured.err and "only code you trust" in captured.err
+    (folder,) = (tmp_path / "out").iterdir()
+    data = json.loads((folder / "class.json").read_text())
+    assert data["sandbox"] is None
+    assert [(s["name"], s["status"]) for s in data["submissions"]] == [("carol", "not graded")]
+    assert "carol" in (folder / "class.csv").read_text(encoding="utf-8-sig")
