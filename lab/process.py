@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lab import cgroup
 from lab.errors import UsageError
+from lab.units import format_size
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 POLL_INTERVAL = 0.02
@@ -120,7 +121,11 @@ class ServerProcess:
         """What a limit of the cgroup (a sandbox's memory or pids limit) did to the program
         since it started, in words ("killed: out of memory (limit 1 GiB)"), or None."""
         assert self.process is not None
-        return cgroup.kill_cause(self._limits_at_start, cgroup.read_counters(), self.process.poll())
+        returncode = self.process.poll()
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # what the program inherited
+        if returncode == -signal.SIGXFSZ and limit != resource.RLIM_INFINITY:
+            return f"killed: it wrote a file past the file size limit ({format_size(limit)})"
+        return cgroup.kill_cause(self._limits_at_start, cgroup.read_counters(), returncode)
 
     def send_signal(self, signum: int) -> None:
         assert self.process is not None

@@ -14,7 +14,8 @@ What the container gets, and why:
   host's folder is never written. The submission's own results folder, on the host, is the
   only writable mount.
 - Limits: memory (default 1 GiB, no swap; tmpfs pages count against it too), pids, CPUs, open
-  files, and wall-clock time, after which the container is killed. An init reaps what the
+  files, the size of any one file written (a server flooding its stdout fills its log on the
+  host's disk only so far), and wall-clock time, after which the container is killed. An init reaps what the
   programs leave behind.
 
 How a container ended is read from the engine (``State.OOMKilled``, the exit code, our own
@@ -63,12 +64,14 @@ class SandboxLimits:
     cpus: float = 2.0  # a grade's peak load is about two cores (see classroom.default_jobs)
     seconds: float = 900.0  # wall-clock, the whole grade including the build
     nofile: int = 65536  # open files: the runner opens 1,000+ client sockets
+    file_size: int = 64 * 1024**2  # the largest file a process may write (RLIMIT_FSIZE): the
+    # results folder is on the host's disk, and a server's stdout goes to a log there
 
     def words(self) -> dict[str, str]:
         minutes = self.seconds / 60
         time_words = f"{minutes:g} min" if self.seconds >= 60 else f"{self.seconds:g} s"
         return {"memory": format_size(self.memory), "pids": str(self.pids), "cpus": f"{self.cpus:g}",
-                "wall-clock": time_words, "open files": str(self.nofile)}
+                "wall-clock": time_words, "open files": str(self.nofile), "file size": format_size(self.file_size)}
 
 
 @dataclass(slots=True, frozen=True)
@@ -112,6 +115,8 @@ def plan_sandbox(submission_file: Path, results_dir: Path, only: Sequence[str], 
         "memswap_limit": limits.memory,
         "pids_limit": limits.pids,
         "nano_cpus": int(limits.cpus * 1e9),
+        "ulimits": [{"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile},
+                    {"Name": "fsize", "Soft": limits.file_size, "Hard": limits.file_size}],
         "init": True,
         "environment": {"LAB_SANDBOX": "1"},
         "labels": {ROLE_LABEL: ROLE},
@@ -156,10 +161,9 @@ def run_sandboxed(client: docker.DockerClient, plan: dict, limits: SandboxLimits
     """Run one planned container to its end, our deadline or ``stop``; always remove it."""
     import docker
     import requests
-
     from docker.types import Ulimit
 
-    plan = {**plan, "ulimits": [Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile)]}
+    plan = {**plan, "ulimits": [Ulimit(name=u["Name"], soft=u["Soft"], hard=u["Hard"]) for u in plan["ulimits"]]}
     image = plan.pop("image")
     try:
         container = client.containers.create(image, **plan)

@@ -40,6 +40,8 @@ def test_the_limits_are_applied_without_swap(plan):
     assert plan["mem_limit"] == plan["memswap_limit"] == GiB
     assert plan["pids_limit"] == 256
     assert plan["nano_cpus"] == 1_500_000_000
+    assert plan["ulimits"] == [{"Name": "nofile", "Soft": 65536, "Hard": 65536},
+                               {"Name": "fsize", "Soft": 64 << 20, "Hard": 64 << 20}]
 
 
 def test_the_container_runs_the_same_lab_grade_on_a_copy(plan):
@@ -60,7 +62,7 @@ def test_container_names_are_valid_and_unique():
 
 def test_limits_in_words():
     assert LIMITS.words() == {"memory": "1 GiB", "pids": "256", "cpus": "1.5", "wall-clock": "10 min",
-                              "open files": "65536"}
+                              "open files": "65536", "file size": "64 MiB"}
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,8 @@ def _how_to_grade(args: argparse.Namespace):
             _warn(f"no Docker engine to sandbox the submissions ({error})")
         else:
             limits = SandboxLimits(memory=args.memory, pids=args.pids, cpus=args.cpus,
-                                   seconds=args.time_limit, nofile=container.nofile_limit())
+                                   seconds=args.time_limit, nofile=container.nofile_limit(),
+                                   file_size=args.file_size)
             image = container.ensure_image(client)
             description = {"kind": "docker", "image": image, "limits": limits.words()}
             return description, classroom.sandboxed_grader(client, image, limits, args.only)
@@ -82,7 +83,8 @@ def _class_folder(results: Path, title: str) -> Path:
         except FileExistsError:
             continue
         except OSError as error:
-            raise UsageError(f"cannot write results under {results}: {error.strerror}; pick another --results") from None
+            raise UsageError(f"cannot write results under {results}: {error.strerror}; "
+                             "pick another --results") from None
     raise UsageError(f"{results}: too many class folders named {base}")
 
 

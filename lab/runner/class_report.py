@@ -282,8 +282,8 @@ Sandbox: {e(_limits_words(data['sandbox']))}.</p>
 
 def _evidence_html(index: int, s: dict, columns: list[dict]) -> str:
     e = html.escape
-    link = f' <a href="{e(s["results"])}/scorecard.md">scorecard</a> · <a href="{e(s["results"])}/">results folder</a>' \
-        if s["results"] else ""
+    folder = e(s["results"])
+    link = f' <a href="{folder}/scorecard.md">scorecard</a> · <a href="{folder}/">results folder</a>' if folder else ""
     notes = "".join(f"<li>{e(note)}</li>" for note in ([s["reason"]] if s["reason"] else []) + s["notes"])
     entries = []
     for column in columns:

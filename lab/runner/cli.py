@@ -36,13 +36,15 @@ def _whole(text: str) -> int:
     return int(text)
 
 
-def _size(text: str) -> int:
-    try:
-        size = parse_size(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if size < 64 * 1024 * 1024:
-        raise argparse.ArgumentTypeError(f"at least 64MiB: the grader itself needs it, got {text!r}")
+def _size_of_at_least(minimum: str):
+    def size(text: str) -> int:
+        try:
+            value = parse_size(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if value < parse_size(minimum):
+            raise argparse.ArgumentTypeError(f"at least {minimum}, got {text!r}")
+        return value
     return size
 
 
@@ -127,12 +129,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "is reachable); with one file, grade it as a class of one")
     sandbox.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                          help="run the submissions natively, as you: only for code you trust")
-    klass.add_argument("--memory", type=_size, default=SANDBOX_DEFAULTS.memory, metavar="SIZE",
+    klass.add_argument("--memory", type=_size_of_at_least("64MiB"), default=SANDBOX_DEFAULTS.memory,
+                       metavar="SIZE",
                        help="sandbox memory limit, swap and tmpfs included (default 1GiB)")
     klass.add_argument("--pids", type=_whole, default=SANDBOX_DEFAULTS.pids, metavar="N",
                        help=f"sandbox limit on processes and threads (default {SANDBOX_DEFAULTS.pids})")
     klass.add_argument("--cpus", type=_cpus, default=SANDBOX_DEFAULTS.cpus, metavar="N",
                        help=f"sandbox CPU limit, in cores (default {SANDBOX_DEFAULTS.cpus:g})")
+    klass.add_argument("--file-size", type=_size_of_at_least("1MiB"), default=SANDBOX_DEFAULTS.file_size,
+                       metavar="SIZE",
+                       help="sandbox limit on the size of any one file written, logs included (default 64MiB)")
     klass.add_argument("--time-limit", type=_duration, default=SANDBOX_DEFAULTS.seconds, metavar="DURATION",
                        help="wall-clock limit per submission, its build included (default 15min)")
     klass.add_argument("--merge", nargs="+", type=Path, metavar="RESULTS",

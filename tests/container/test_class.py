@@ -199,17 +199,29 @@ while True:
 """
 
 
-def test_a_fork_bomb_meets_the_pids_limit_and_a_slow_grade_the_wall_clock(class_env, tmp_path):
+# Writes 1 GiB to its stdout (a log file in the results folder, on the host's disk). Not in
+# Python, which ignores SIGXFSZ and fails with EFBIG in its own words; `head` is killed by it.
+FLOOD = "exec head -c 1073741824 /dev/zero\n"
+
+
+def test_a_fork_bomb_meets_the_pids_limit_a_flood_the_file_size_limit_and_a_slow_grade_the_clock(
+        class_env, tmp_path):
     students = tmp_path / "class"
     write_student(students, "forker", {"level": "python3 bomb.py {port}"}, {"bomb.py": FORK_BOMB})
-    status, output = lab_grade(str(students), "--only", "level.epoll_created", "--pids", "128",
-                               "--results", str(tmp_path / "pids"), env=class_env, cwd=tmp_path, log="pids.log")
+    write_student(students, "flooder", {"level": "sh flood.sh {port}"}, {"flood.sh": FLOOD})
+    status, output = lab_grade(str(students), "--jobs", "2", "--only", "level.epoll_created", "--pids", "128",
+                               "--file-size", "16MiB", "--results", str(tmp_path / "limits"),
+                               env=class_env, cwd=tmp_path, log="limits.log")
     assert status == 0, output[-4000:]
-    _, data = class_report(tmp_path / "pids")
-    (forker,) = data["submissions"]
-    assert data["sandbox"]["limits"]["pids"] == "128"
-    assert forker["items"]["level.epoll_created"]["outcome"] == "FAIL"
-    assert "pids limit reached (limit 128)" in forker["items"]["level.epoll_created"]["evidence"]
+    folder, data = class_report(tmp_path / "limits")
+    by_name = {s["name"]: s for s in data["submissions"]}
+    assert (data["sandbox"]["limits"]["pids"], data["sandbox"]["limits"]["file size"]) == ("128", "16 MiB")
+    evidence = {name: s["items"]["level.epoll_created"]["evidence"] for name, s in by_name.items()}
+    assert all(s["items"]["level.epoll_created"]["outcome"] == "FAIL" for s in by_name.values())
+    assert "pids limit reached (limit 128)" in evidence["forker"]
+    assert "killed: it wrote a file past the file size limit (16 MiB)" in evidence["flooder"]
+    logs = [p for p in (folder / by_name["flooder"]["results"]).rglob("stdout.txt")]
+    assert logs and all(log.stat().st_size <= 16 << 20 for log in logs)
 
     # `sleep` never listens: the runner would wait 15 s for it, the wall-clock limit is 3 s.
     sleeper = tmp_path / "sleeper"

@@ -37,7 +37,8 @@ def item(item_id: str, passed: bool, points: int = 4, outcome: str | None = None
 
 def record(name: str, *items: dict, reason: str | None = None, notes: tuple[str, ...] = ()) -> SubmissionRecord:
     results = {"name": name, "score": sum(i["awarded"] for i in items),
-               "max_score": sum(i["points"] for i in items), "items": list(items), "started": "2026-01-01T00:00:00+00:00"}
+               "max_score": sum(i["points"] for i in items), "items": list(items),
+               "started": "2026-01-01T00:00:00+00:00"}
     sandbox = {"reason": reason, "notes": list(notes)} if reason or notes else {}
     return SubmissionRecord(name, results, f"submissions/{name}/run", sandbox)
 
