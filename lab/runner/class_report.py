@@ -24,10 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lab.runner.checklist import CHECKLIST
+from lab.runner.grading import Outcome
 
-PASS, REMARK, FAIL, NOT_EXERCISED = "PASS", "PASS with remark", "FAIL", "NOT EXERCISED"
+# The outcomes as results.json spells them.
+PASS, REMARK, FAIL, NOT_EXERCISED = (outcome.value for outcome in Outcome)
 OUTCOMES = (PASS, REMARK, FAIL, NOT_EXERCISED)
-PASSING = (PASS, REMARK)
+PASSING = tuple(outcome.value for outcome in Outcome if outcome.scores)
 # outcome -> (CSS class, short mark for the matrix, fill colour, text colour)
 STYLE = {
     PASS: ("pass", "PASS", "#1e8e3e", "#fff"),

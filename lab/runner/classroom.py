@@ -32,7 +32,7 @@ from pathlib import Path
 from lab.errors import UsageError
 from lab.runner.checklist import CHECKLIST, select_items
 from lab.runner.class_report import SubmissionRecord, class_csv, class_data, class_html, class_json, class_markdown
-from lab.runner.grading import ItemResult
+from lab.runner.grading import ItemResult, Outcome
 from lab.runner.report import RunDirectory, RunReport, results_json, safe_name, scorecard_markdown
 from lab.runner.submission import load_submission
 
@@ -122,7 +122,7 @@ def failed_run(name: str, only: Sequence[str], reason: str, results_dir: Path, s
     reason as its evidence, so the gradebook has its row and says why."""
     results = {
         item.id: ItemResult(id=item.id, section=item.section, points=item.points, title=item.title,
-                            passed=False, evidence=f"not graded: {reason}", hint=reason)
+                            outcome=Outcome.FAIL, evidence=f"not graded: {reason}", hint=reason)
         for item in select_items(CHECKLIST, tuple(only))
     }
     report = RunReport(name=name, programs={}, results=results,
