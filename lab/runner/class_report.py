@@ -27,7 +27,8 @@ from lab.runner.checklist import CHECKLIST
 from lab.runner.grading import Outcome
 
 # The outcomes as results.json spells them.
-PASS, REMARK, FAIL, NOT_EXERCISED = (outcome.value for outcome in Outcome)
+PASS, REMARK, FAIL, NOT_EXERCISED = (Outcome.PASS.value, Outcome.REMARK.value, Outcome.FAIL.value,
+                                     Outcome.NOT_EXERCISED.value)
 OUTCOMES = (PASS, REMARK, FAIL, NOT_EXERCISED)
 PASSING = tuple(outcome.value for outcome in Outcome if outcome.scores)
 # outcome -> (CSS class, short mark for the matrix, fill colour, text colour)
