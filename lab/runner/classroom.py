@@ -240,9 +240,10 @@ class ClassGrade:
                     why = f" ({record.sandbox['reason']})" if record.sandbox.get("reason") else ""
                     self.log(f"[{done}/{len(futures)}] {record.name}: "
                              f"{results.get('score', 0)}/{results.get('max_score', 0)}{why}")
-            except BaseException:
+            except BaseException:  # Ctrl-C, SIGTERM: stop the running grades, then go
                 stop.set()
-                pool.shutdown(wait=True, cancel_futures=True)
+                self.log("stopping the running grades (their containers and processes are removed)")
+                _shut_down_shielded(pool)
                 raise
         return records
 
@@ -269,6 +270,17 @@ class ClassGrade:
         else:
             (run / SANDBOX_FILE).write_text(json.dumps(end, indent=2) + "\n", encoding="utf-8")
         return load_record(run, self.folder)
+
+
+def _shut_down_shielded(pool: concurrent.futures.ThreadPoolExecutor) -> None:
+    """Wait for the running grades to stop (each notices ``stop`` within a second or so), even
+    through a second Ctrl-C: leaving early would leave their containers running."""
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 # -- records and the class report ------------------------------------------------------------

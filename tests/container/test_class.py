@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 from lab.sandbox import ROLE, ROLE_LABEL
 
-from .helpers import GRADE_TIMEOUT, REPO, lab_cli, lab_env
+from .helpers import GRADE_TIMEOUT, READY_TIMEOUT, REPO, lab_cli, lab_env, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -234,3 +235,35 @@ def test_a_fork_bomb_meets_the_pids_limit_a_flood_the_file_size_limit_and_a_slow
     assert slow["status"] == "not graded"
     assert slow["reason"] == "killed: still running after 3 s (the wall-clock limit)"
     assert "the wall-clock limit" in slow["items"]["level.epoll_created"]["evidence"]
+
+
+def sandbox_containers(client) -> list:
+    return client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}={ROLE}"})
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM,)],
+                         ids=["ctrl-c-twice", "sigterm"])
+def test_an_interrupted_class_leaves_no_container_behind(class_env, docker_engine, tmp_path, signals):
+    students = tmp_path / "class"
+    for name in ("one", "two"):
+        write_student(students, name, {"level": "sleep 600 {port}"})
+    with (tmp_path / "grade.log").open("w+") as log:
+        grade = subprocess.Popen(lab_cli("grade", str(students), "--jobs", "2", "--only", "level.epoll_created",
+                                         "--results", str(tmp_path / "out")),
+                                 cwd=tmp_path, env=class_env, stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: len(sandbox_containers(docker_engine)) == 2, timeout=READY_TIMEOUT,
+                       what="two sandbox containers running")
+            for signum in signals:
+                grade.send_signal(signum)
+            status = grade.wait(timeout=READY_TIMEOUT)
+        finally:
+            if grade.poll() is None:
+                grade.kill()
+                grade.wait()
+        log.seek(0)
+        output = log.read()
+    assert status == (130 if signals[0] == signal.SIGINT else 128 + signal.SIGTERM), output[-3000:]
+    assert "stopping the running grades" in output
+    assert sandbox_containers(docker_engine) == []
