@@ -40,6 +40,12 @@ def grade_class_command(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         records = grade.run()
+    except (KeyboardInterrupt, SystemExit):
+        if grade.records:
+            classroom.write_class_report(grade.records, folder, title=title, sandbox=sandbox)
+            print(f"interrupted: {folder / 'class.html'} holds the {len(grade.records)} of {len(entries)} "
+                  "submissions graded so far", flush=True)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     data = classroom.write_class_report(records, folder, title=title, sandbox=sandbox)

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import UsageError
@@ -41,6 +41,7 @@ CORES_PER_GRADE = 2
 SANDBOX_FILE = "sandbox.json"  # beside results.json: how the sandbox ended, its limits
 LOG_FILE = "grade.log"
 NATIVE_KILL_GRACE = 5.0
+WAKE_SECONDS = 1.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -224,28 +225,40 @@ class ClassGrade:
     grade_one: Callable[[Entry, Path, threading.Event], tuple[Path | None, dict]]
     sandbox: dict | None  # the sandbox's kind, image and limits, for the report; None: native
     log: Callable[[str], None] = print
+    records: list[SubmissionRecord] = field(default_factory=list)  # the grades done so far
 
     def run(self) -> list[SubmissionRecord]:
         """Grade every entry, ``jobs`` at once; one's failure never stops the others. On an
-        interrupt, running grades are stopped (their containers and processes removed)."""
+        interrupt, running grades are stopped (their containers and processes removed), and
+        ``records`` holds those that were done."""
         stop = threading.Event()
-        records: list[SubmissionRecord] = []
+        records = self.records
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            futures = {pool.submit(self._grade, entry, stop): entry for entry in self.entries}
+            pending = {pool.submit(self._grade, entry, stop) for entry in self.entries}
             try:
-                for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                    record = future.result()
-                    records.append(record)
-                    results = record.results
-                    why = f" ({record.sandbox['reason']})" if record.sandbox.get("reason") else ""
-                    self.log(f"[{done}/{len(futures)}] {record.name}: "
-                             f"{results.get('score', 0)}/{results.get('max_score', 0)}{why}")
+                while pending:
+                    # A timeout, so that a signal a worker thread happened to receive is still
+                    # handled here within a second.
+                    finished, pending = concurrent.futures.wait(
+                        pending, timeout=WAKE_SECONDS, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in finished:
+                        records.append(future.result())
+                        self._log_done(records[-1], len(self.entries))
             except BaseException:  # Ctrl-C, SIGTERM: stop the running grades, then go
                 stop.set()
                 self.log("stopping the running grades (their containers and processes are removed)")
                 _shut_down_shielded(pool)
+                # Those done meanwhile (the interrupted ones say so); those never begun are not.
+                records += [future.result() for future in pending
+                            if not future.cancelled() and future.exception() is None]
                 raise
         return records
+
+    def _log_done(self, record: SubmissionRecord, total: int) -> None:
+        results = record.results
+        why = f" ({record.sandbox['reason']})" if record.sandbox.get("reason") else ""
+        self.log(f"[{len(self.records)}/{total}] {record.name}: "
+                 f"{results.get('score', 0)}/{results.get('max_score', 0)}{why}")
 
     def _grade(self, entry: Entry, stop: threading.Event) -> SubmissionRecord:
         results_dir = self.folder / "submissions" / safe_name(entry.name)

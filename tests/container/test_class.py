@@ -34,11 +34,20 @@ HOG = """import os, sys
 hoard = b"x" * (3 << 30)
 os.execvp("python3", ["python3", "-m", "lab", "serve", "level", "--port", sys.argv[1]])
 """
-# Serves only when it sees nothing but `lo`, after writing a file in its working folder.
+# Serves only when it sees nothing but `lo`, finds no host file (HOST_SECRET: a path given on
+# its command line) and cannot write outside its copy, after writing a file in its working folder.
 LOOPBACK_ONLY = """import os, socket, sys
 names = [name for _, name in socket.if_nameindex()]
 if names != ["lo"]:
     sys.exit(f"I see the network interfaces {names}, not only lo")
+if os.path.exists(sys.argv[2]):
+    sys.exit(f"I can see the host's file {sys.argv[2]}")
+for outside in ("/lab/x", "/etc/x", "/submission/x"):
+    try:
+        open(outside, "w").close()
+    except OSError:
+        continue
+    sys.exit(f"I could write {outside}")
 with open("made-by-the-server.txt", "w") as out:
     out.write("written in the working folder\\n")
 os.execvp("python3", ["python3", "-m", "lab", "serve", "level", "--port", sys.argv[1]])
@@ -65,7 +74,9 @@ def hog(root: Path) -> Path:
 
 
 def loopback_only(root: Path) -> Path:
-    return write_student(root, "loonly", {"level": "python3 lo.py {port}"}, {"lo.py": LOOPBACK_ONLY})
+    secret = root.parent / "teacher-secret.txt"
+    secret.write_text("the answers\n")
+    return write_student(root, "loonly", {"level": f"python3 lo.py {{port}} {secret}"}, {"lo.py": LOOPBACK_ONLY})
 
 
 def never_listens(root: Path) -> Path:

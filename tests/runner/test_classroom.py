@@ -4,6 +4,8 @@ class paths (``--merge``, usage errors). Real class grades are in the slow and c
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,25 @@ def test_without_an_engine_a_class_is_graded_natively_with_a_warning(no_engine, 
     assert data["sandbox"] is None
     assert [(s["name"], s["status"]) for s in data["submissions"]] == [("carol", "not graded")]
     assert "carol" in (folder / "class.csv").read_text(encoding="utf-8-sig")
+
+
+def test_an_interrupt_stops_the_running_grade_and_keeps_the_finished_ones(tmp_path):
+    """Ctrl-C while b is graded: b is told to stop (and its grader waited for); a and b are
+    kept for the partial report, c never starts."""
+    entries = [classroom.Entry(name, tmp_path / f"{name}.toml") for name in ("a", "b", "c")]
+    started = []
+
+    def grade_one(entry, results_dir, stop):
+        started.append(entry.name)
+        if entry.name == "b":
+            os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C does
+            assert stop.wait(10), "the grade was not told to stop"
+        return None, {"reason": f"{entry.name} done"}
+
+    lines = []
+    grade = classroom.ClassGrade(entries, ("level.accepts",), tmp_path, 1, grade_one, None, log=lines.append)
+    with pytest.raises(KeyboardInterrupt):
+        grade.run()
+    assert started == ["a", "b"]
+    assert sorted(record.name for record in grade.records) == ["a", "b"]
+    assert any("stopping the running grades" in line for line in lines)
