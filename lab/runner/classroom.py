@@ -135,8 +135,11 @@ def failed_run(name: str, only: Sequence[str], reason: str, results_dir: Path, s
         return run_dir.commit()
 
 
-def newest_run(results_dir: Path) -> Path | None:
-    """The run folder a grade left under results_dir (the newest, should there be several)."""
+def finished_run(results_dir: Path) -> Path | None:
+    """The run folder a grade left under results_dir (the newest, should there be several).
+    A grader killed mid-run leaves its folder half-written and hidden: it is removed."""
+    for partial in results_dir.glob(".*.partial-*"):
+        shutil.rmtree(partial, ignore_errors=True)
     runs = sorted(p for p in results_dir.glob("*/results.json"))
     return runs[-1].parent if runs else None
 
@@ -144,8 +147,8 @@ def newest_run(results_dir: Path) -> Path | None:
 def grade_natively(entry: Entry, results_dir: Path, only: Sequence[str], seconds: float,
                    stop: threading.Event) -> tuple[Path | None, dict]:
     """``lab grade FILE`` in a process (and session) of its own, as the calling user."""
-    argv = [sys.executable, "-m", "lab", "grade", str(entry.file), "--name", entry.name, "--results", str(results_dir),
-            *[word for item in only for word in ("--only", item)]]
+    argv = [sys.executable, "-m", "lab", "grade", str(entry.file), "--name", entry.name,
+            "--results", str(results_dir), *[word for item in only for word in ("--only", item)]]
     with (results_dir / LOG_FILE).open("wb") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -166,7 +169,7 @@ def grade_natively(entry: Entry, results_dir: Path, only: Sequence[str], seconds
                 _signal_group(process.pid, signal.SIGKILL)
                 process.wait()
     end: dict = {"kind": "native", "exit_status": status}
-    run = newest_run(results_dir)
+    run = finished_run(results_dir)
     if run is None:
         if stop.is_set():
             end["reason"] = "not graded: interrupted"
@@ -197,10 +200,7 @@ def sandboxed_grader(client, image: str, limits, only: Sequence[str]):
                                     image=image, user=user, container=sandbox.container_name(entry.name))
         end = sandbox.run_sandboxed(client, plan, limits, stop)
         (results_dir / LOG_FILE).write_text(end.log, encoding="utf-8")
-        # A grader killed mid-run leaves its results folder half-written, hidden: not results.
-        for partial in results_dir.glob(".*.partial-*"):
-            shutil.rmtree(partial, ignore_errors=True)
-        run = newest_run(results_dir)
+        run = finished_run(results_dir)
         reason, notes = sandbox.explain_end(end, limits, graded=run is not None)
         return run, {"kind": "sandbox", "image": image, "exit_status": end.status, "oom_killed": end.oom_killed,
                      "timed_out": end.timed_out, "reason": reason, "notes": notes}
