@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from lab.errors import UsageError
+from lab.runner.checklist import CHECKLIST, select_items
 from lab.runner.report import run_dir_name
 
 
@@ -28,8 +29,13 @@ def grade_class_command(args: argparse.Namespace) -> int:
     for flag, value in (("--copy-to", args.copy_to), ("--name", args.name)):
         if value is not None:
             raise UsageError(f"{flag} is for one submission (each sandbox runs it); a class names each by its folder")
+    select_items(CHECKLIST, tuple(args.only))  # a wrong --only is one message, not one per student
     entries = classroom.discover(args.submission)
-    title = args.submission[0].resolve().name if len(args.submission) == 1 else "class"
+    if len(args.submission) == 1:
+        only_path = args.submission[0].resolve()
+        title = only_path.stem if only_path.is_file() else only_path.name
+    else:
+        title = "class"
     jobs = args.jobs or classroom.default_jobs()
     sandbox, grade_one = _how_to_grade(args)
     folder = _class_folder(args.results, title)

@@ -73,7 +73,8 @@ def discover(paths: Sequence[Path]) -> list[Entry]:
         elif path.is_dir():
             students = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
             if not students:
-                raise UsageError(f"{path}: no {SUBMISSION_FILE} here and no student folders in it")
+                files = " (for its .toml files: lab grade FOLDER/*.toml)" if any(path.glob("*.toml")) else ""
+                raise UsageError(f"{path}: no {SUBMISSION_FILE} here and no student folders in it{files}")
             for folder in students:
                 file = folder / SUBMISSION_FILE
                 if file.is_file():

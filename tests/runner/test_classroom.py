@@ -140,6 +140,8 @@ def test_lab_grade_merge_writes_the_four_reports(tmp_path, capsys):
         (["grade", "{tmp}/x.toml", "{tmp}/x.toml", "--junit", "j.xml"], "--junit is for one submission"),
         (["grade", "{tmp}", "--name", "bob", "--no-sandbox"], "--name is for one submission"),
         (["grade", "--copy-to", "{tmp}/w"], "need a submission file"),
+        (["grade", "{tmp}", "--only", "level.nope", "--no-sandbox"], "level.nope"),
+        (["grade", "{tmp}", "{tmp}/x.toml", "--no-sandbox"], "lab grade FOLDER/*.toml"),
     ],
 )
 def test_class_usage_errors_are_messages_and_status_2(tmp_path, capsys, argv, message):
