@@ -97,6 +97,8 @@ def _warn(why: str) -> None:
 
 
 def _class_folder(results: Path, title: str) -> Path:
+    if "\0" in str(results):
+        raise UsageError(f"--results {str(results)!r}: not a folder name (it holds a NUL byte)")
     base = run_dir_name(f"class-{title}")
     for suffix in range(1, 1000):
         folder = results / (base if suffix == 1 else f"{base}-{suffix}")

@@ -109,7 +109,9 @@ def copy_submission(file: Path, work_dir: Path) -> Path:
     """Copy the submission's folder to ``work_dir/submission/`` and return the copied file: it
     then builds and runs there, and its own folder is never written. Symlinks are copied as
     links. (A folder of its own: ``work_dir`` may be a shared tmpfs whose mode is not ours.)"""
-    source, copy = file.resolve().parent, work_dir / "submission"
+    source, copy = file.resolve().parent, (work_dir / "submission").resolve()
+    if copy == source or source in copy.parents:
+        raise UsageError(f"--copy-to {work_dir} is inside the submission's folder {source}: pick a folder outside it")
     try:
         shutil.copytree(source, copy, symlinks=True)
     except (OSError, shutil.Error) as error:

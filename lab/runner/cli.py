@@ -30,6 +30,12 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _path(text: str) -> Path:
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a file name (it holds a NUL byte)")
+    return Path(text)
+
+
 def _whole(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
@@ -143,12 +149,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="sandbox limit on the size of any one file written, logs included (default 64MiB)")
     klass.add_argument("--time-limit", type=_duration, default=SANDBOX_DEFAULTS.seconds, metavar="DURATION",
                        help="wall-clock limit per submission, its build included (default 15min)")
-    klass.add_argument("--merge", nargs="+", type=Path, metavar="RESULTS",
+    klass.add_argument("--merge", nargs="+", type=_path, metavar="RESULTS",
                        help="grade nothing: merge results folders (graded anywhere) into one class report")
     klass.add_argument("--name", metavar="STUDENT",
                        help="with one submission: the name its results carry (default: its name "
                             "field, else the file's name); a class names each by its folder")
-    klass.add_argument("--copy-to", type=Path, metavar="DIR",
+    klass.add_argument("--copy-to", type=_path, metavar="DIR",
                        help="grade a copy of the submission's folder made in DIR (the sandbox's "
                             "work area), so the folder itself is never written")
     grade.set_defaults(handler=grade_command)
