@@ -203,3 +203,10 @@ def test_an_interrupt_stops_the_running_grade_and_keeps_the_finished_ones(tmp_pa
     assert started == ["a", "b"]
     assert sorted(record.name for record in grade.records) == ["a", "b"]
     assert any("stopping the running grades" in line for line in lines)
+
+
+def test_a_copy_inside_the_submission_folder_is_refused(tmp_path):
+    folder = student(tmp_path, "alice")
+    with pytest.raises(UsageError, match="inside the submission's folder"):
+        classroom.copy_submission(folder / "submission.toml", folder / "work")
+    assert sorted(p.name for p in folder.iterdir()) == ["submission.toml"]
