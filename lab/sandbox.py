@@ -1,8 +1,9 @@
 """One untrusted submission graded in a throw-away container with limits.
 
-``lab grade`` of a class runs each submission as ``lab grade /submission/FILE --copy-to /work
---results /results`` in the lab's image: the runner and the student's programs share one
-container, so the grader reaches them on loopback and reads their /proc as it does natively.
+``lab grade`` of a class runs each submission as ``lab grade /submission/FILE --name STUDENT
+--copy-to /work --results /results`` in the lab's image: the runner and the student's programs
+share one container, so the grader reaches them on loopback and reads their /proc as it does
+natively.
 What the container gets, and why:
 
 - ``network_mode: none``: only ``lo``. A server can listen and be graded; it cannot phone out
@@ -10,13 +11,14 @@ What the container gets, and why:
 - All capabilities dropped, ``no-new-privileges``, and never uid 0 (the caller's uid, or the
   image's ``lab`` user when the caller is root): a setuid binary gains nothing.
 - A read-only root filesystem. The submission's folder is mounted read-only at /submission and
-  copied into a tmpfs at /work, where it builds and runs; /tmp (HOME) is a tmpfs too. The
+  copied into a tmpfs at /work (into a folder of its own, since /work belongs to root), where
+  it builds and runs; /tmp (HOME) is a tmpfs too. The
   host's folder is never written. The submission's own results folder, on the host, is the
   only writable mount.
 - Limits: memory (default 1 GiB, no swap; tmpfs pages count against it too), pids, CPUs, open
   files, the size of any one file written (a server flooding its stdout fills its log on the
-  host's disk only so far), and wall-clock time, after which the container is killed. An init reaps what the
-  programs leave behind.
+  host's disk only so far), and wall-clock time, after which the container is killed. An
+  init reaps what the programs leave behind.
 
 How a container ended is read from the engine (``State.OOMKilled``, the exit code, our own
 deadline) and put in words by ``explain_end``; what a limit did to one program inside is
