@@ -3,8 +3,7 @@
 ``lab grade`` of a class runs each submission as ``lab grade /submission/FILE --name STUDENT
 --copy-to /work --results /results`` in the lab's image: the runner and the student's programs
 share one container, so the grader reaches them on loopback and reads their /proc as it does
-natively.
-What the container gets, and why:
+natively. What the container gets, and why:
 
 - ``network_mode: none``: only ``lo``. A server can listen and be graded; it cannot phone out
   or reach the teacher's network.
@@ -12,9 +11,8 @@ What the container gets, and why:
   image's ``lab`` user when the caller is root): a setuid binary gains nothing.
 - A read-only root filesystem. The submission's folder is mounted read-only at /submission and
   copied into a tmpfs at /work (into a folder of its own, since /work belongs to root), where
-  it builds and runs; /tmp (HOME) is a tmpfs too. The
-  host's folder is never written. The submission's own results folder, on the host, is the
-  only writable mount.
+  it builds and runs; /tmp (HOME) is a tmpfs too. The host's folder is never written. The
+  submission's own results folder, on the host, is the only writable mount.
 - Limits: memory (default 1 GiB, no swap; tmpfs pages count against it too), pids, CPUs, open
   files, the size of any one file written (a server flooding its stdout fills its log on the
   host's disk only so far), and wall-clock time, after which the container is killed. An
