@@ -85,9 +85,10 @@ class SandboxEnd:
     log: str = ""  # the end of the grader's output
 
 
-def sandbox_user(uid: int, gid: int) -> str:
-    """Never root inside: root without capabilities still owns every root-owned file."""
-    return IMAGE_USER if uid == 0 else f"{uid}:{gid}"
+def sandbox_user(uid: int | None, gid: int | None) -> str:
+    """Never root inside: root without capabilities still owns every root-owned file. The
+    caller's ids where the host has them (so results belong to the caller), else the image's."""
+    return IMAGE_USER if uid in (0, None) else f"{uid}:{gid}"
 
 
 def plan_sandbox(submission_file: Path, results_dir: Path, only: Sequence[str], limits: SandboxLimits,

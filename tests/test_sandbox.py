@@ -49,7 +49,7 @@ def test_the_container_runs_the_same_lab_grade_on_a_copy(plan):
                                "--results", "/results", "--only", "level", "--only", "edge.drains"]
 
 
-@pytest.mark.parametrize(("uid", "gid", "user"), [(0, 0, "1000:1000"), (1234, 50, "1234:50")])
+@pytest.mark.parametrize(("uid", "gid", "user"), [(0, 0, "1000:1000"), (1234, 50, "1234:50"), (None, None, "1000:1000")])
 def test_the_sandbox_never_runs_as_root(uid, gid, user):
     assert sandbox_user(uid, gid) == user
 

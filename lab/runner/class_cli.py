@@ -87,6 +87,9 @@ def _how_to_grade(args: argparse.Namespace):
             return description, classroom.sandboxed_grader(client, image, limits, args.only)
     else:
         _warn("--no-sandbox")
+    if sys.platform != "linux":
+        raise UsageError(f"epoll is Linux-only: on {sys.platform} each submission is graded in a container, "
+                         "so a class needs a reachable Docker engine (Docker Desktop)")
     return None, classroom.native_grader(args.only, args.time_limit)
 
 

@@ -191,16 +191,23 @@ def run_command(args: argparse.Namespace) -> int:
     return _print(report)
 
 
-def grade_command(args: argparse.Namespace) -> int:
-    from lab.runner.progress import Progress
-    from lab.runner.run import grade_submission
-    from lab.runner.submission import load_submission, reference
+def grades_a_class(args: argparse.Namespace) -> bool:
+    """``lab grade`` of several submissions, a folder of them, ``--sandbox`` or ``--merge``:
+    work for the host (it starts a container per submission), on any operating system."""
+    return args.command == "grade" and (
+        args.merge is not None or len(args.submission) > 1 or bool(args.sandbox)
+        or any(path.is_dir() for path in args.submission))
 
-    if args.merge is not None or len(args.submission) > 1 or args.sandbox \
-            or any(path.is_dir() for path in args.submission):
+
+def grade_command(args: argparse.Namespace) -> int:
+    if grades_a_class(args):
         from lab.runner.class_cli import grade_class_command
 
         return grade_class_command(args)
+
+    from lab.runner.progress import Progress
+    from lab.runner.run import grade_submission
+    from lab.runner.submission import load_submission, reference
     for flag, value in (("--jobs", args.jobs), ("--no-sandbox", args.sandbox is False and "set")):
         if value:
             raise UsageError(f"{flag} is for grading a class: give a folder of submissions or several files")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
+import docker  # noqa: F401  (imported on the real platform, before a test fakes darwin)
 import pytest
 
 from lab.cli import main
@@ -210,3 +212,17 @@ def test_a_copy_inside_the_submission_folder_is_refused(tmp_path):
     with pytest.raises(UsageError, match="inside the submission's folder"):
         classroom.copy_submission(folder / "submission.toml", folder / "work")
     assert sorted(p.name for p in folder.iterdir()) == ["submission.toml"]
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    ("--sandbox", "--sandbox: cannot reach a Docker engine"),
+    ("--no-sandbox", "on darwin each submission is graded in a container"),
+])
+def test_without_epoll_a_class_is_still_graded_from_the_host(no_engine, monkeypatch, tmp_path, capsys, flag, message):
+    """On macOS or Windows, a class is not sent into one container: the host starts one per
+    submission, so it needs an engine, and says so."""
+    student(tmp_path / "class", "carol")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert main(["grade", str(tmp_path / "class"), flag, "--results", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "runs every command in its container" not in error
