@@ -102,6 +102,7 @@ BLOCKING_SEND_STALLS_EVERYONE = expect(
 # hints that merely mention accept() ("retry accept()") do not count.
 NEVER_ACCEPTED = (r"backlog|never accepted|not accepted|accept (and read )?every connection"
                   r"|accept\(\)[^;]*(once|EAGAIN)")
+BLOCKING_CAUSE = r"O_NONBLOCK|blocking"
 NO_BACKPRESSURE = expect(
     FAIL, cause=r"MiB",
     why="transport.write() with no pause_writing(): the transport buffer grows with every "
@@ -200,6 +201,29 @@ CORPUS: tuple[RealServer, ...] = (
             "errors.peer_reset": expect(
                 PASS, FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED,
                 why="the same backlog: the client after the reset may never be accepted"),
+        },
+    ),
+    RealServer(
+        "c-et-blocking-accepted", "edge", "et_echo.c", defines=("BLOCKING_ACCEPTED",),
+        only=("edge.nonblocking", "edge.drains", "cleanup.concurrent_clients",
+              "cleanup.bounded_memory"),
+        expected={
+            "edge.nonblocking": expect(
+                FAIL, cause=BLOCKING_CAUSE,
+                why="accept4() without SOCK_NONBLOCK: every accepted socket is blocking"),
+            "edge.drains": expect(
+                PASS, FAIL, NOT_EXERCISED, cause=BLOCKING_CAUSE,
+                why="the read loop's last read() blocks in the first connection instead of "
+                    "returning EAGAIN, and the loop with it. One client still gets its whole "
+                    "burst back; if a second is not served, the cause is the blocking socket, "
+                    "not accept() or draining"),
+            "cleanup.concurrent_clients": expect(
+                FAIL, cause=BLOCKING_CAUSE,
+                why="the loop blocks in the first client's read(): the others are never served"),
+            "cleanup.bounded_memory": expect(
+                FAIL, NOT_EXERCISED, cause=BLOCKING_CAUSE,
+                why="the loop blocks in a read(): nothing to do with the output buffer's size "
+                    "(issue 12, item 4: not 'cap the per-connection output buffer')"),
         },
     ),
     RealServer(
@@ -348,6 +372,12 @@ KNOWN_WRONG: dict[tuple[str, str], str] = {
     ("c-et-accepts-once", "errors.fd_exhaustion"):
         "FAIL with the hint 'on EMFILE stop watching the listener': it held 7 fds, the limit "
         "(64) was never reached, the flood waited in the backlog",
+    ("c-et-blocking-accepted", "cleanup.bounded_memory"):
+        "FAIL with the hint 'cap the per-connection output buffer' on 'RSS grew +0.0 MiB; another "
+        "client: 0/1 echoed': the loop is stuck in a blocking read(), nothing was buffered",
+    ("c-et-blocking-accepted", "cleanup.concurrent_clients"):
+        "FAIL with the hint 'a slow path per connection, a small backlog or a per-process fd "
+        "limit' on '1/1,000 echoed': the loop is stuck in the first client's blocking read()",
     ("c-et-reads-once-4k", "errors.abrupt_clients"):
         "PASS on 'half-close: 28/28 bytes echoed after the FIN, no EOF within 1 s': the FIN that "
         "came with the data is never read, the connection is never closed, the judge does not "

@@ -19,6 +19,9 @@
  *                         connection and never modified (under EPOLLET this costs nothing)
  *   ACCEPT_ONCE           one accept() per listener event: under EPOLLET a second connection
  *                         that arrived in the same wakeup waits in the backlog
+ *   BLOCKING_ACCEPTED     accepted sockets left blocking (accept4 without SOCK_NONBLOCK): the
+ *                         read loop's last read() blocks instead of failing with EAGAIN, and
+ *                         the whole loop waits in it
  *   CLOSE_ON_RDHUP        closes as soon as EPOLLRDHUP is reported, before reading: data that
  *                         came with the FIN is never read, so a half-closed client loses its echo
  *
@@ -168,7 +171,11 @@ static int shed_one(void)
 static void on_listener(void)
 {
     for (;;) {
+#ifdef BLOCKING_ACCEPTED
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+#else
         int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#endif
         if (fd == -1) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return;
