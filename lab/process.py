@@ -4,6 +4,11 @@ Used by the tests, the scenario runner and the benchmark alike. The server runs 
 session (so its whole process group can be signalled and killed), with stdout and stderr going
 to files that outlive it. It counts as ready when it prints ``listening on HOST:PORT`` (the
 lab's servers do) or, for any other program, when its known port accepts a connection.
+
+A server never outlives the process that started it: ``stop()`` ends it on every way out of
+Python (an exception, Ctrl-C, SIGTERM turned into an exception by the CLI), and for the ways
+Python never sees (SIGKILL, a crash) the child asks the kernel for SIGKILL when its parent
+dies (``PR_SET_PDEATHSIG``, set between fork and exec).
 """
 
 from __future__ import annotations
@@ -11,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.errors import UsageError
@@ -61,11 +66,6 @@ class ServerProcess:
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> ServerProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        nofile = self.nofile
-
-        def lower_fd_limit() -> None:  # runs in the child between fork and exec
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             try:
                 self.process = subprocess.Popen(
@@ -76,7 +76,7 @@ class ServerProcess:
                     env=self.env,
                     cwd=self.cwd,
                     start_new_session=True,
-                    preexec_fn=lower_fd_limit if nofile else None,
+                    preexec_fn=child_setup(self.nofile),
                 )
             except OSError as error:
                 raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
@@ -179,6 +179,26 @@ class ServerProcess:
             os.killpg(self.process.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def child_setup(nofile: int | None = None) -> Callable[[], None]:
+    """What a child of the lab does between fork and exec: die with its parent and, with
+    ``nofile``, run under that open-file limit. (Linux-only modules load here, when a
+    process is started, never on a host that only hands commands to the container.)"""
+    import resource
+
+    from lab import linux
+
+    parent = os.getpid()
+
+    def in_child() -> None:
+        linux.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody will signal us
+            os.kill(os.getpid(), signal.SIGKILL)
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    return in_child
 
 
 def request_stats(server: ServerProcess, stats_file: Path, timeout: float = 10.0) -> dict:

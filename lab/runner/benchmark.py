@@ -13,8 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from lab.runner.submission import BenchmarkSpec
+from lab.process import child_setup
 from lab.runner.program import Program
+from lab.runner.submission import BenchmarkSpec
 
 THROUGHPUT = re.compile(r"([\d][\d,.]*)\s*(?:req(?:uests)?/s|rps)\b", re.IGNORECASE)
 TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
@@ -48,7 +49,8 @@ def run_benchmark(spec: BenchmarkSpec, server: Program, log_dir: Path) -> dict:
         argv = spec.argv_for(process.host, process.port, log_dir / "client-results")
         try:
             completed = subprocess.run(argv, cwd=spec.cwd, capture_output=True, text=True,
-                                       timeout=spec.timeout, stdin=subprocess.DEVNULL)
+                                       timeout=spec.timeout, stdin=subprocess.DEVNULL,
+                                       preexec_fn=child_setup())
             status, output = completed.returncode, completed.stdout + completed.stderr
         except subprocess.TimeoutExpired as expired:  # subprocess.run killed it already
             status, output = None, _text(expired.stdout) + _text(expired.stderr)
