@@ -105,6 +105,8 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
     warnings = _limit_warnings(environment, plans, scenarios)
     progress = output.progress
     if progress is not None:
+        most_clients = max((scenarios[name].max_clients for names in plans.values() for name in names), default=0)
+        progress.note(preflight.limits_line(environment, most_clients))
         for warning in warnings:
             progress.note(f"warning: {warning}")
 
