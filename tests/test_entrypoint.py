@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.entrypoint import owner_of, results_folder
+from lab.entrypoint import command_for, owner_of, results_folder
 
 COMMAND_TIMEOUT = 30.0
 
@@ -27,6 +27,19 @@ COMMAND_TIMEOUT = 30.0
 )
 def test_the_results_folder_is_the_one_the_command_writes_to(argv, folder):
     assert results_folder(argv) == Path(folder)
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["grade", "--results", "/lab/results"], ["lab", "grade", "--results", "/lab/results"]),
+        (["--version"], ["lab", "--version"]),
+        ([], ["lab"]),
+        (["sh", "-c", "zig build"], ["sh", "-c", "zig build"]),  # a program on PATH runs as is
+    ],
+)
+def test_lab_subcommands_run_lab_and_programs_run_themselves(argv, command):
+    assert command_for(argv) == command
 
 
 def test_a_folder_not_made_yet_belongs_to_the_owner_of_its_nearest_parent(tmp_path):
