@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import shlex
 import shutil
 import socket
@@ -49,17 +48,10 @@ def remove_image(client, tag: str) -> None:
 
 
 def lab_env(image: str, **extra: str) -> dict[str, str]:
-    """The environment for a ``lab`` or compose process that must use the test image.
-    Without LAB_NOFILE (CI sets it from ci/docker-engine.sh), containers get the lab's
-    default or this machine's hard open-file limit, whichever is lower: an engine on this
-    machine cannot grant a container more than it has itself."""
-    env = {**os.environ, lab_container.IMAGE_ENV: image, **extra}
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nofile = lab_container.DEFAULT_NOFILE
-    if hard != resource.RLIM_INFINITY:
-        nofile = min(hard, nofile)
-    env.setdefault(lab_container.NOFILE_ENV, str(nofile))
-    return env
+    """The environment for a ``lab`` or compose process that must use the test image. The
+    containers get the engine's default open-file limit, as a user's would, unless
+    LAB_NOFILE is set (CI sets it from ci/docker-engine.sh for the SDK path)."""
+    return {**os.environ, lab_container.IMAGE_ENV: image, **extra}
 
 
 def compose_command() -> list[str] | None:
