@@ -1,9 +1,9 @@
 """Scenario files: the schema as data, and parsing that names the file, the step and the field.
 
 A scenario is one TOML file: the shipped ones live in the top-level ``scenarios/`` folder,
-installed with the lab as the package data ``lab.scenarios``. A file has a description, optionally ``nofile`` (the
-RLIMIT_NOFILE the target starts with), and ``[[steps]]`` run in order against one fresh
-instance of the target. Each step has an ``action`` from ``ACTIONS`` and the fields that action
+installed with the lab as the package data ``lab.scenarios``. A file has a description,
+optionally ``nofile`` (the RLIMIT_NOFILE the target starts with), and ``[[steps]]`` run in
+order against one fresh instance of the target. Each step has an ``action`` from ``ACTIONS`` and the fields that action
 takes; a step with ``save = "name"`` records what it measured under that name, which the
 checklist reads as ``"scenario/name"``. Sizes and durations are human (``10MiB``, ``500ms``).
 
