@@ -10,15 +10,15 @@ import json
 import os
 import select
 import signal
-import sys
 import subprocess
+import sys
 import textwrap
 import time
 
 import pytest
 
 from lab.errors import UsageError
-from lab.process import ServerProcess, StartError, read_stats, request_stats
+from lab.process import ServerProcess, StartError, dial_address, read_stats, request_stats
 
 
 def python(code: str) -> list[str]:
@@ -218,3 +218,21 @@ def test_a_sigkilled_parent_takes_its_server_with_it(how, survives):
         parent.stdout.close()
         if child is not None and _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("listening", "dial"),
+    [
+        (["127.0.0.1"], "127.0.0.1"),
+        (["0.0.0.0"], "127.0.0.1"),
+        (["::1"], "::1"),
+        (["[::1]"], "::1"),
+        (["::"], "::1"),  # dual-stack or not, ::1 reaches it
+        (["::ffff:127.0.0.2"], "127.0.0.2"),
+        (["::1", "127.0.0.1"], "127.0.0.1"),  # IPv4 first, as before IPv6 was graded
+        (["localhost"], None),  # a name is not an address: /proc is asked instead
+        ([], None),
+    ],
+)
+def test_clients_dial_the_address_the_server_listens_on(listening, dial):
+    assert dial_address(listening) == dial
