@@ -112,6 +112,7 @@ class CpuTimes:
         return CpuTimes(self.user - earlier.user, self.system - earlier.system)
 
 
+STATE_INDEX = 0  # field 3 of stat: R running, S sleeping, T stopped, t traced, Z zombie, ...
 UTIME_INDEX = 11  # field 14 of stat, counted from field 3 (the first one after "comm)")
 STIME_INDEX = 12
 
@@ -126,6 +127,15 @@ def parse_stat(text: str, clock_ticks: int) -> CpuTimes:
         user=int(fields[UTIME_INDEX]) / clock_ticks,
         system=int(fields[STIME_INDEX]) / clock_ticks,
     )
+
+
+def stat_state(text: str) -> str:
+    """The one-letter state of a /proc/PID/stat line (``T`` for stopped by SIGSTOP)."""
+    _, paren, rest = text.rpartition(")")
+    fields = rest.split()
+    if not paren or not fields:
+        raise ValueError(f"not a stat line: {text[:60]!r}")
+    return fields[STATE_INDEX]
 
 
 def parse_status(text: str) -> dict[str, str]:
@@ -174,6 +184,24 @@ def thread_count(pid: int) -> int:
     return _parse_with(
         lambda t: status_threads(parse_status(t)), _read(pid, "status"), f"/proc/{pid}/status"
     )
+
+
+def thread_states(pid: int) -> list[str]:
+    """The state letter of each thread of ``pid`` (/proc/PID/task/TID/stat). A process sent
+    SIGSTOP is stopped only once every thread shows ``T``: the signal takes effect when each
+    thread next enters the kernel, not when kill() returns."""
+    try:
+        tids = os.listdir(f"{PROC}/{pid}/task")
+    except FileNotFoundError:
+        raise ProcessGone(pid, f"{PROC}/{pid}/task") from None
+    states = []
+    for tid in tids:
+        try:
+            text = _read(pid, f"task/{tid}/stat")
+        except ProcessGone:
+            continue  # that thread exited meanwhile
+        states.append(_parse_with(stat_state, text, f"/proc/{pid}/task/{tid}/stat"))
+    return states
 
 
 # -- file descriptors ------------------------------------------------------------------------

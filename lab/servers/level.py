@@ -33,6 +33,7 @@ from lab.servers.common import (
     Counters,
     LoopSignals,
     ServerOptions,
+    configure_client,
     event_log,
     flush,
     make_listener,
@@ -50,6 +51,7 @@ class LevelServer:
         self.log = event_log(options)
         self.connections: dict[int, Connection] = {}
         self.accept_paused_until: float | None = None
+        self.running = True
         self.listener = make_listener(options.host, options.port, options.backlog)
         self.epoll = select.epoll()
         self.epoll.register(self.listener.fileno(), select.EPOLLIN)
@@ -59,12 +61,11 @@ class LevelServer:
 
     def run(self, signals: LoopSignals) -> int:
         listen_fd = self.listener.fileno()
-        while not signals.exit_requested:
+        self.epoll.register(signals.fd, select.EPOLLIN)
+        while self.running:
             # Block until something is ready, or briefly while accepting is paused.
             timeout = ACCEPT_RETRY_SECONDS if self.accept_paused_until is not None else -1
-            signals.enter_wait()
             events = self.epoll.poll(timeout)
-            signals.waiting = False
             self.counters.epoll_waits += 1
             self.counters.events += len(events)
             for fd, mask in events:
@@ -72,6 +73,8 @@ class LevelServer:
                     self.accept_one()
                 elif (conn := self.connections.get(fd)) is not None:
                     self.on_connection_event(conn, mask)
+                elif fd == signals.fd and signals.take():
+                    self.running = False  # SIGINT or SIGTERM (SIGUSR1 wrote the counters)
             if self.accept_paused_until is not None and time.monotonic() >= self.accept_paused_until:
                 self.epoll.modify(listen_fd, select.EPOLLIN)
                 self.accept_paused_until = None
@@ -93,7 +96,7 @@ class LevelServer:
                 return  # that client is gone; the next one in the queue is fine
             raise
         self.counters.accepts += 1
-        sock.setblocking(False)  # accept() does not pass O_NONBLOCK on from the listener
+        configure_client(sock)
         conn = Connection(sock, sock.fileno(), peer_name(address), interest=select.EPOLLIN)
         try:
             self.epoll.register(conn.fd, conn.interest)

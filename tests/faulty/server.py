@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from lab.servers.common import ServerOptions, flush, run_until_signal
 from lab.servers import edge
 from lab.servers.edge import EdgeServer
-from lab.servers.graceful import SHUTDOWN_SIGNALS, GracefulServer
+from lab.servers.graceful import GracefulServer
 from lab.servers.oneshot import OneshotServer
 from lab.servers.timeout import TimeoutServer
 from lab.units import parse_duration
@@ -174,15 +174,14 @@ class TimerNeverExpires(TimeoutServer):
 
 
 class SigtermKills(GracefulServer):
-    """The signalfd exists and watches SIGTERM, but the signals are not blocked, so SIGTERM's
+    """The signalfd exists and watches SIGTERM, but the signal is not blocked, so SIGTERM's
     default action kills the process at once: streams in flight are cut and the exit status is
     -SIGTERM (breaks bonus.graceful_shutdown). The classic mistake: a signalfd receives only
     blocked signals."""
 
-    def run(self, exit_request):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # undo the lab's own exit handler too
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
-        return super().run(exit_request)
+    def run(self, signals):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        return super().run(signals)
 
 
 # -- the table ------------------------------------------------------------------------------
