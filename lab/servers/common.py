@@ -65,6 +65,9 @@ class Counters:
     bytes_in: int = 0
     bytes_out: int = 0
     bytes_discarded: int = 0  # graceful: read after the shutdown signal, never echoed
+    # Received but never echoed because the connection closed first (a reset, the drain
+    # timeout, the server's exit): always bytes_in == bytes_out + bytes_dropped + pending.
+    bytes_dropped: int = 0
     opened: int = 0
     closed: int = 0
     timeouts: int = 0

@@ -220,6 +220,7 @@ class EdgeServer:
         self.epoll.unregister(conn.fd)  # before close(): afterwards the fd number means nothing
         conn.sock.close()
         self.counters.closed += 1
+        self.counters.bytes_dropped += len(conn.outbuf)
         if self.log:
             self.log.closed(conn.fd, reason)
         self.connection_closed(conn)

@@ -144,6 +144,7 @@ class LevelServer:
         self.epoll.unregister(conn.fd)  # before close(): afterwards the fd number means nothing
         conn.sock.close()
         self.counters.closed += 1
+        self.counters.bytes_dropped += len(conn.outbuf)
         if self.log:
             self.log.closed(conn.fd, reason)
         if self.accept_paused_until is not None:

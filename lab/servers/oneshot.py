@@ -173,6 +173,7 @@ class OneshotServer:
         self.epoll.unregister(conn.fd)
         conn.sock.close()
         counters.closed += 1
+        counters.bytes_dropped += len(conn.outbuf)
         if self.log:
             self.log.closed(conn.fd, reason)
         with self.accept_lock:
