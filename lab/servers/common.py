@@ -134,28 +134,51 @@ def peer_name(address: tuple) -> str:
     return f"{address[0]}:{address[1]}"
 
 
-def recv_once(conn: Connection, counters: Counters) -> bytes | None:
-    """One recv(): the bytes, or None when the socket would block (EAGAIN) or the peer has
-    shut down its side (``conn.peer_closed`` is set then). Other OSErrors (ECONNRESET) go to
-    the caller, which closes the connection."""
+def receive_buffer() -> memoryview:
+    """A buffer for recv_into(), one per thread, reused for every read: recv() would allocate
+    RECV_SIZE bytes for each call and shrink them to what came."""
+    return memoryview(bytearray(RECV_SIZE))
+
+
+def recv_and_echo(conn: Connection, buffer: memoryview, counters: Counters,
+                  log: EventLog | None) -> int:
+    """One recv_into(``buffer``), and the echo of what came: sent at once while nothing is
+    queued before it (straight from the buffer, no copy), else queued behind it in
+    ``conn.outbuf``; so is whatever part the socket does not take (EPOLLOUT says when).
+
+    Returns the number of bytes read: 0 when the socket would block (EAGAIN) or the peer has
+    shut down its side (``conn.peer_closed`` is set then). Other OSErrors (ECONNRESET,
+    EPIPE) go to the caller, which closes the connection.
+    """
     counters.recv_calls += 1
     try:
-        data = conn.sock.recv(RECV_SIZE)
+        count = conn.sock.recv_into(buffer)
     except BlockingIOError:  # EAGAIN: nothing more for now
         counters.eagain += 1
-        return None
-    if not data:
+        return 0
+    if not count:
         conn.peer_closed = True
-        return None
-    return data
-
-
-def take_input(conn: Connection, data: bytes, counters: Counters, log: EventLog | None) -> None:
-    """Queue received bytes for the echo."""
-    counters.bytes_in += len(data)
+        return 0
+    counters.bytes_in += count
     if log:
-        log.received(conn.fd, len(data))
-    conn.outbuf += data
+        log.received(conn.fd, count)
+    data = buffer[:count]
+    if conn.outbuf:  # behind bytes still queued: keep the order
+        conn.outbuf += data
+        flush(conn, counters, log)
+        return count
+    counters.send_calls += 1
+    try:
+        sent = conn.sock.send(data)
+    except BlockingIOError:  # EAGAIN: the send buffer is full
+        counters.eagain += 1
+        sent = 0
+    counters.bytes_out += sent
+    if log and sent:
+        log.sent(conn.fd, sent)
+    if sent < count:
+        conn.outbuf += data[sent:]  # copied: the buffer is reused by the next read
+    return count
 
 
 def flush(conn: Connection, counters: Counters, log: EventLog | None) -> None:

@@ -57,9 +57,9 @@ from lab.servers.common import (
     flush,
     make_listener,
     peer_name,
-    recv_once,
+    receive_buffer,
+    recv_and_echo,
     run_until_signal,
-    take_input,
 )
 
 # Every connection always watches input, the peer's FIN and urgent data, edge-triggered;
@@ -75,12 +75,14 @@ READS_PER_TURN = 16
 class EdgeServer:
     """The edge-triggered loop. The timeout and graceful servers extend it through
     ``on_control_event`` (their own fds in the same epoll), ``on_exit_signal``,
-    ``after_events``, ``poll_timeout`` and the ``connection_*`` hooks."""
+    ``on_connection_event``, ``after_events``, ``poll_timeout`` and the ``connection_*``
+    hooks."""
 
     def __init__(self, options: ServerOptions) -> None:
         self.max_buffer = options.max_buffer
         self.counters = Counters()
         self.log = event_log(options)
+        self.buffer = receive_buffer()
         self.connections: dict[int, Connection] = {}
         self.ready: list[Connection] = []  # spent their read budget with input left
         self.accept_paused_until: float | None = None
@@ -109,7 +111,8 @@ class EdgeServer:
                         self.on_exit_signal(signum)
                 else:
                     self.on_control_event(fd, mask)
-            self.revisit_ready()
+            if self.ready:
+                self.revisit_ready()
             if accept_due:
                 self.accept_all()
             self.after_events()
@@ -180,7 +183,6 @@ class EdgeServer:
         if mask & select.EPOLLERR:  # a reset or an unreachable peer: recv() would only say so
             self.close(conn, "socket error")
             return
-        self.connection_active(conn)
         try:
             if conn.outbuf:
                 flush(conn, self.counters, self.log)
@@ -201,17 +203,17 @@ class EdgeServer:
 
     def receive(self, conn: Connection, mask: int) -> None:
         """Read and echo until EAGAIN, EOF, a short read, the output cap or the read budget."""
-        for _ in range(READS_PER_TURN):
+        reads_left = READS_PER_TURN  # a countdown: a range() per event costs more than a read
+        while reads_left:
+            reads_left -= 1
             if len(conn.outbuf) >= self.max_buffer:
                 # Output cap reached: the rest stays in the kernel, and TCP flow control slows
                 # the client down until a flush makes room (see on_connection_event).
                 return
-            data = recv_once(conn, self.counters)
-            if data is None:  # EAGAIN (drained: the next byte to arrive is a new edge) or EOF
+            count = recv_and_echo(conn, self.buffer, self.counters, self.log)
+            if not count:  # EAGAIN (drained: the next byte to arrive is a new edge) or EOF
                 return
-            take_input(conn, data, self.counters, self.log)
-            flush(conn, self.counters, self.log)
-            if len(data) < RECV_SIZE and not mask & MORE_BEHIND_A_SHORT_READ:
+            if count < RECV_SIZE and not mask & MORE_BEHIND_A_SHORT_READ:
                 return  # the queue was empty (see the facts above)
         self.revisit_later(conn, mask)
 
@@ -235,9 +237,6 @@ class EdgeServer:
 
     # Hooks for the servers built on this one; no-ops here.
     def connection_opened(self, conn: Connection) -> None:
-        pass
-
-    def connection_active(self, conn: Connection) -> None:
         pass
 
     def connection_closed(self, conn: Connection) -> None:

@@ -42,9 +42,8 @@ from lab.servers.common import (
     Connection,
     LoopSignals,
     ServerOptions,
-    recv_once,
+    recv_and_echo,
     run_until_signal,
-    take_input,
 )
 from lab.servers.edge import READS_PER_TURN, EdgeServer
 
@@ -103,14 +102,10 @@ class GracefulServer(EdgeServer):
             self.running = False
 
     def take_queued_input(self, conn: Connection) -> None:
-        """Queue for the echo the bytes the kernel holds for ``conn`` right now (step 1)."""
+        """Echo the bytes the kernel holds for ``conn`` right now (step 1)."""
         queued = linux.unread_bytes(conn.fd)
-        while queued > 0 and not conn.peer_closed:
-            data = recv_once(conn, self.counters)
-            if data is None:
-                return
-            take_input(conn, data, self.counters, self.log)
-            queued -= len(data)
+        while queued > 0 and (count := recv_and_echo(conn, self.buffer, self.counters, self.log)):
+            queued -= count
 
     def receive(self, conn: Connection, mask: int) -> None:
         if not self.draining:
@@ -118,10 +113,16 @@ class GracefulServer(EdgeServer):
             return
         # Read and discard to EAGAIN or EOF, a budget at a time (step 3).
         for _ in range(READS_PER_TURN):
-            data = recv_once(conn, self.counters)
-            if data is None:
+            self.counters.recv_calls += 1
+            try:
+                count = conn.sock.recv_into(self.buffer)
+            except BlockingIOError:  # EAGAIN: drained for now
+                self.counters.eagain += 1
                 return
-            self.counters.bytes_discarded += len(data)
+            if not count:
+                conn.peer_closed = True
+                return
+            self.counters.bytes_discarded += count
         self.revisit_later(conn, mask)
 
     def on_connection_event(self, conn: Connection, mask: int) -> None:

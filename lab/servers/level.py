@@ -13,6 +13,12 @@ Facts about level-triggered epoll, then what they mean for this server:
 - EPOLLIN stays reported while the peer's EOF is pending, so after recv() returns b"" the
   connection stops watching EPOLLIN.
 - EPOLLERR and EPOLLHUP are always reported, asked for or not.
+- recv() may come up short with bytes still queued (it stops at a TCP urgent mark, see
+  common.configure_client): those bytes are reported on the next wait like any others, so
+  nothing here depends on how much one recv() returns.
+- An event is dispatched by fd number. A connection is closed only while handling its own
+  event, and each fd appears once per batch, so no later event in a batch can name a
+  socket closed earlier in it (the edge server's timer-driven sibling must take care).
 - When accept() fails with EMFILE the connection stays in the backlog and the listener stays
   ready: a level-triggered loop would spin on it. The listener is unwatched (interest 0)
   until a connection closes or ACCEPT_RETRY_SECONDS pass.
@@ -38,9 +44,9 @@ from lab.servers.common import (
     flush,
     make_listener,
     peer_name,
-    recv_once,
+    receive_buffer,
+    recv_and_echo,
     run_until_signal,
-    take_input,
 )
 
 
@@ -49,6 +55,7 @@ class LevelServer:
         self.max_buffer = options.max_buffer
         self.counters = Counters()
         self.log = event_log(options)
+        self.buffer = receive_buffer()
         self.connections: dict[int, Connection] = {}
         self.accept_paused_until: float | None = None
         self.running = True
@@ -113,10 +120,10 @@ class LevelServer:
             self.close(conn, "socket error")
             return
         try:
+            if mask & select.EPOLLOUT:
+                flush(conn, self.counters, self.log)
             if mask & (select.EPOLLIN | select.EPOLLHUP):
                 self.receive(conn)
-            if conn.outbuf:
-                flush(conn, self.counters, self.log)
         except OSError as error:  # ECONNRESET, EPIPE: only this connection ends
             self.close(conn, error.strerror or "error")
             return
@@ -136,8 +143,7 @@ class LevelServer:
 
     def receive(self, conn: Connection) -> None:
         """One recv() per event: if more is waiting, the next epoll_wait says so again."""
-        if data := recv_once(conn, self.counters):
-            take_input(conn, data, self.counters, self.log)
+        recv_and_echo(conn, self.buffer, self.counters, self.log)
 
     def close(self, conn: Connection, reason: str) -> None:
         del self.connections[conn.fd]

@@ -40,9 +40,9 @@ from lab.servers.common import (
     flush,
     make_listener,
     peer_name,
-    recv_once,
+    receive_buffer,
+    recv_and_echo,
     run_until_signal,
-    take_input,
 )
 
 LISTENER_EVENTS = select.EPOLLIN | select.EPOLLONESHOT
@@ -89,6 +89,7 @@ class OneshotServer:
 
     def serve_events(self, counters: Counters) -> None:
         listen_fd = self.listener.fileno()
+        buffer = receive_buffer()  # this thread's own
         while True:
             timeout = ACCEPT_RETRY_SECONDS if self.accept_paused_until is not None else -1
             events = self.epoll.poll(timeout, EVENTS_PER_WAIT)
@@ -100,7 +101,7 @@ class OneshotServer:
                 if fd == listen_fd:
                     self.accept_all(counters)
                 elif (conn := self.connections.get(fd)) is not None:
-                    self.handle(conn, mask, counters)
+                    self.handle(conn, mask, counters, buffer)
             self.resume_accepting_if_due()
 
     def accept_all(self, counters: Counters) -> None:
@@ -140,16 +141,16 @@ class OneshotServer:
                     self.log.closed(conn.fd, f"cannot register: {error.strerror}")
         self.epoll.modify(self.listener.fileno(), LISTENER_EVENTS)  # re-arm the listener
 
-    def handle(self, conn: Connection, mask: int, counters: Counters) -> None:
+    def handle(self, conn: Connection, mask: int, counters: Counters, buffer: memoryview) -> None:
         """Runs in exactly one thread per event; ends by closing or re-arming the fd."""
         if mask & select.EPOLLERR:
             self.close(conn, "socket error", counters)
             return
         try:
-            if mask & (select.EPOLLIN | select.EPOLLHUP) and not conn.peer_closed:
-                self.receive(conn, counters)
-            if conn.outbuf:
+            if mask & select.EPOLLOUT:
                 flush(conn, counters, self.log)
+            if mask & (select.EPOLLIN | select.EPOLLHUP) and not conn.peer_closed:
+                self.receive(conn, counters, buffer)
         except OSError as error:  # ECONNRESET, EPIPE: only this connection ends
             self.close(conn, error.strerror or "error", counters)
             return
@@ -164,9 +165,8 @@ class OneshotServer:
         conn.interest = wanted
         self.epoll.modify(conn.fd, wanted)  # re-arm: EPOLLONESHOT disabled the fd when it fired
 
-    def receive(self, conn: Connection, counters: Counters) -> None:
-        if data := recv_once(conn, counters):
-            take_input(conn, data, counters, self.log)
+    def receive(self, conn: Connection, counters: Counters, buffer: memoryview) -> None:
+        recv_and_echo(conn, buffer, counters, self.log)
 
     def close(self, conn: Connection, reason: str, counters: Counters) -> None:
         del self.connections[conn.fd]  # before close(): the number may be reused at once

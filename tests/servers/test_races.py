@@ -13,7 +13,6 @@ epoll_wait() call, just before the real one (skipped where no C compiler is foun
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
