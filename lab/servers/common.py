@@ -173,6 +173,9 @@ def recv_and_echo(conn: Connection, buffer: memoryview, counters: Counters,
     except BlockingIOError:  # EAGAIN: the send buffer is full
         counters.eagain += 1
         sent = 0
+    except OSError:  # ECONNRESET, EPIPE: the caller closes; these bytes are never echoed
+        counters.bytes_dropped += count
+        raise
     counters.bytes_out += sent
     if log and sent:
         log.sent(conn.fd, sent)
