@@ -11,16 +11,17 @@ A fixed ``--port`` is used as given.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shlex
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import UsageError
+from lab.host import free_port
 from lab.runner.checklist import KINDS
-from lab.target import ServerProcess, TargetError
+from lab.process import ServerProcess, StartError
 
 PORT = "{port}"
 FREE_PORT_ATTEMPTS = 3
@@ -34,7 +35,7 @@ BUILTIN_TIMING = {
 
 
 @dataclass(slots=True, frozen=True)
-class Target:
+class Program:
     """A program to grade. ``kind`` says which checklist items apply (level, edge, oneshot,
     timeout, graceful); ``idle_timeout``, ``tick`` and ``drain_timeout`` are what the program
     was configured with, in seconds, for the timeout and graceful scenarios."""
@@ -51,7 +52,7 @@ class Target:
     ready_timeout: float = 15.0  # how long it may take to start listening
 
     @classmethod
-    def builtin(cls, kind: str, extra_args: tuple[str, ...] | list[str] = ()) -> Target:
+    def builtin(cls, kind: str, extra_args: tuple[str, ...] | list[str] = ()) -> Program:
         """Our reference server of that kind, as ``python -m lab serve KIND --port 0``."""
         _check_kind(kind)
         args, timing = BUILTIN_TIMING.get(kind, ((), {}))
@@ -70,14 +71,12 @@ class Target:
         tick: float | None = None,
         drain_timeout: float | None = None,
         cwd: str | Path | None = None,
-        ready_timeout: float = 15.0,
-    ) -> Target:
+        ready_timeout: float | None = None,
+    ) -> Program:
         """Any program. ``command`` is an argv list or one shell-like string; it must contain
         ``{port}`` unless ``port`` fixes the port it listens on."""
         _check_kind(kind)
-        argv = tuple(shlex.split(command) if isinstance(command, str) else command)
-        if not argv:
-            raise UsageError("the target command is empty")
+        argv = split_command(command)
         if port is None and not any(PORT in word for word in argv):
             raise UsageError(
                 f"the command {shlex.join(argv)!r} has no {PORT}: put {PORT} where the program "
@@ -86,14 +85,19 @@ class Target:
         if port is not None and not 1 <= port <= 65535:
             raise UsageError(f"--port must be from 1 to 65535, got {port}")
         timing = {}
+        if ready_timeout is not None:
+            timing["ready_timeout"] = _more_than_zero("the ready timeout", ready_timeout)
         if idle_timeout is not None:
-            timing["idle_timeout"] = float(idle_timeout)
+            timing["idle_timeout"] = _more_than_zero("the idle timeout", idle_timeout)
         if tick is not None:
-            timing["tick"] = float(tick)
+            timing["tick"] = _more_than_zero("the tick", tick)
         if drain_timeout is not None:
             timing["drain_timeout"] = float(drain_timeout)
-        return cls(kind, argv, name=name or kind, port=port, cwd=str(cwd) if cwd else None,
-                   ready_timeout=ready_timeout, **timing)
+        return cls(kind, argv, name=name or kind, port=port, cwd=str(cwd) if cwd else None, **timing)
+
+    def with_ready_timeout(self, seconds: float) -> Program:
+        """The same program, allowed ``seconds`` to start listening."""
+        return dataclasses.replace(self, ready_timeout=_more_than_zero("the ready timeout", seconds))
 
     def argv_for(self, port: int) -> list[str]:
         return [word.replace(PORT, str(port)) for word in self.argv]
@@ -101,7 +105,7 @@ class Target:
     @contextlib.contextmanager
     def running(self, log_dir: Path, nofile: int | None = None) -> Iterator[ServerProcess]:
         """Start the program, yield it listening, and stop it (its whole process group) when
-        the block ends, however it ends. Raises TargetError when it cannot start or never
+        the block ends, however it ends. Raises StartError when it cannot start or never
         listens."""
         server = self._start(log_dir, nofile)
         try:
@@ -112,7 +116,7 @@ class Target:
     def _start(self, log_dir: Path, nofile: int | None) -> ServerProcess:
         attempts = 1 if (self.port or self.announces_port) else FREE_PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            port = self.port or (0 if self.announces_port else _free_port())
+            port = self.port or (0 if self.announces_port else free_port())
             server = ServerProcess(
                 self.argv_for(port),
                 port=port or None,
@@ -125,7 +129,7 @@ class Target:
                 server.start()
                 server.wait_listening()
                 return server
-            except TargetError:
+            except StartError:
                 exited = server.process is not None and server.process.poll() is not None
                 server.close()
                 if not exited or attempt == attempts:
@@ -136,13 +140,28 @@ class Target:
         raise AssertionError("unreachable: the last attempt raises")
 
 
+def split_command(command: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The argv of a command given as one shell-like string or as a list; UsageError when it
+    is empty, its quotes do not close, or a word holds a NUL byte (exec cannot pass one)."""
+    try:
+        argv = tuple(shlex.split(command) if isinstance(command, str) else command)
+    except ValueError as error:  # shlex: "No closing quotation", "No escaped character"
+        raise UsageError(f"cannot split the command {command!r} into words: {error}") from None
+    if not argv:
+        raise UsageError("the target command is empty")
+    if any("\0" in word for word in argv):
+        raise UsageError(f"the command {command!r} holds a NUL byte, which no program can receive")
+    return argv
+
+
+def _more_than_zero(what: str, seconds: float) -> float:
+    """A period the scenarios divide or wait by: 0 s (or NaN) would make no sense of them."""
+    if not seconds > 0:
+        raise UsageError(f"{what} must be longer than 0 s, got {seconds:g} s")
+    return float(seconds)
+
+
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise UsageError(f"unknown server kind {kind!r}; one of {', '.join(KINDS)}")
 
-
-def _free_port() -> int:
-    """A port the kernel considers free now (the program binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
