@@ -1,8 +1,9 @@
 """What the servers share that is not epoll.
 
-The listening socket, the per-connection record and its output buffer, the counters and the
-verbose event log, the exit signals. Every epoll call stays in the server modules themselves:
-nothing here registers, modifies or waits on an epoll instance.
+The listening socket, the setup of an accepted socket, the per-connection record, the read
+and echo with its output buffer, the counters and the verbose event log, and the signals as a
+signalfd. Every epoll call stays in the server modules themselves: nothing here registers,
+modifies or waits on an epoll instance.
 """
 
 from __future__ import annotations
