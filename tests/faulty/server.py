@@ -68,6 +68,9 @@ class DontWaitSocket:
     def recv(self, size: int) -> bytes:
         return self.sock.recv(size, socket.MSG_DONTWAIT)
 
+    def recv_into(self, buffer) -> int:
+        return self.sock.recv_into(buffer, 0, socket.MSG_DONTWAIT)
+
     def send(self, data) -> int:
         return self.sock.send(data, socket.MSG_DONTWAIT)
 
