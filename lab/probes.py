@@ -516,19 +516,19 @@ def _local_address(row: str) -> str:
     return fields[1] if len(fields) > 1 else ""
 
 
-def parse_proc_net_tcp(text: str, port: int | None = None) -> list[TcpSocket]:
+def parse_proc_net_tcp(text: str, port: int | None = None, ports: Iterable[int] = ()) -> list[TcpSocket]:
     """Every socket row of a /proc/net/tcp or tcp6 table (the header line is skipped), or
-    only the rows whose LOCAL port is ``port``.
+    only the rows whose LOCAL port is ``port`` or one of ``ports``.
 
     Discussion: a busy machine's table can hold 100,000+ rows (TIME_WAIT left by benchmarks),
     and a probe wants the few on one port. Rows on other ports are dropped by a string test
     on the local address (``...:1F90`` for 8080) before any parsing: that is what keeps a probe
     at the cost of reading the file.
     """
-    suffix = None if port is None else f":{port:04X}"
+    wanted = {f":{p:04X}" for p in ([] if port is None else [port]) + list(ports)}
     sockets = []
     for line in text.splitlines()[1:]:
-        if suffix and not _local_address(line).endswith(suffix):
+        if wanted and _local_address(line)[-5:] not in wanted:
             continue
         fields = line.split()
         if not fields:
@@ -553,10 +553,10 @@ def parse_proc_net_tcp(text: str, port: int | None = None) -> list[TcpSocket]:
     return sockets
 
 
-def tcp_sockets(pid: int | str = "self", *, port: int | None = None) -> list[TcpSocket]:
+def tcp_sockets(pid: int | str = "self", *, port: int | None = None, ports: Iterable[int] = ()) -> list[TcpSocket]:
     """TCP sockets (IPv4 and IPv6) of the network namespace ``pid`` lives in, optionally
     only those whose LOCAL port is ``port`` (a server's listening socket and its accepted
-    connections)."""
+    connections) or one of ``ports`` (both ends of some connections, in one read)."""
     sockets = []
     for table in ("net/tcp", "net/tcp6"):
         path = f"{PROC}/{pid}/{table}"
@@ -567,7 +567,7 @@ def tcp_sockets(pid: int | str = "self", *, port: int | None = None) -> list[Tcp
             if os.path.exists(f"{PROC}/{pid}"):
                 continue  # a kernel without IPv6 has no tcp6 table
             raise ProcessGone(pid, path) from None
-        sockets += _parse_with(lambda t: parse_proc_net_tcp(t, port), text, path)
+        sockets += _parse_with(lambda t: parse_proc_net_tcp(t, port, ports), text, path)
     return sockets
 
 

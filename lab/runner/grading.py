@@ -118,10 +118,15 @@ def judge_epoll_created(obs: dict) -> Verdict:
     if not loaded.get("alive"):
         return False, "the server was not running when probed"
     registered = "registered" if loaded["listener_registered"] else "NOT registered"
-    return (
-        loaded["epoll_fds"] >= 1 and loaded["listener_registered"],
-        f"{loaded['epoll_fds']} eventpoll fd(s), listening socket {registered}",
-    )
+    clients, edge = loaded.get("clients_registered", 0), loaded.get("clients_et", 0)
+    measured = (f"{loaded['epoll_fds']} eventpoll fd(s), listening socket {registered}, "
+                f"{_n(edge)}/{_n(clients)} client registrations with EPOLLET")
+    if edge and loaded.get("client_example"):
+        measured += f" (e.g. {loaded['client_example']})"
+    if loaded["epoll_fds"] >= 1 and loaded["listener_registered"] and edge:
+        return Judgement(Outcome.FAIL, measured, "the level-triggered server must register its "
+                         "connections without EPOLLET: this looks like the edge-triggered one")
+    return loaded["epoll_fds"] >= 1 and loaded["listener_registered"] and clients > 0, measured
 
 
 def judge_many_clients(obs: dict) -> Verdict:
@@ -186,15 +191,33 @@ def judge_epollet(obs: dict) -> Verdict:
     return registered > 0 and loaded["clients_et"] == registered, measured
 
 
+DRAIN_QUEUED_MIN = 128 * 1024  # what must wait for the frozen server for one edge to matter
+
+
 def judge_drains(obs: dict) -> Verdict:
-    burst = obs["burst-then-wait"]["burst"]
-    want = burst["expected_bytes_each"]
+    scenario = obs["burst-then-wait"]
+    queued, frozen, burst, pair = scenario["queued"], scenario["frozen"], scenario["burst"], scenario["pair"]
     if burst["clients"] == 0:
         return False, "the client could not connect"
-    if burst["ok"] == 1:
-        return True, f"{_n(burst['echoed'])} of {_n(want)} bytes echoed in {_ms(burst['seconds'])}"
-    return False, (f"{_n(want)} bytes sent in one write, {_n(burst['echoed'])} echoed, "
-                   f"then nothing for {round(burst['seconds'], 1):g} s")
+    waiting = (f"{_n(queued['sent'])} bytes queued while the server was frozen "
+               f"({_n(frozen.get('server_recv_q', 0))} in its receive queue)")
+    if queued["sent"] < DRAIN_QUEUED_MIN:
+        return Judgement(Outcome.NOT_EXERCISED, waiting + f", under the {_n(DRAIN_QUEUED_MIN)} "
+                         "needed to tell one read per edge from a drain",
+                         "the kernel took too little while the server was frozen; rerun on a less loaded machine")
+    if burst["ok"] != 1:
+        words = (f"{waiting}, {_n(burst['echoed'])} echoed after it woke, then nothing for "
+                 f"{round(burst['seconds'], 1):g} s")
+        if burst["mismatched"]:
+            words += f", wrong bytes from offset {_n(burst['first_mismatch_at'])}"
+        return False, words
+    measured = f"{waiting}: all echoed in {_ms(burst['seconds'])}"
+    accepted = f"{pair['ok']}/{pair['clients']} clients that connected together were served"
+    if pair["ok"] != pair["clients"] or pair["clients"] != 2:
+        return Judgement(Outcome.FAIL, f"{measured}; {accepted}: the other was never accepted",
+                         "under EPOLLET, call accept() until EAGAIN: two connections that arrive "
+                         "together raise one edge, and the second waits in the backlog")
+    return True, f"{measured}; {accepted}"
 
 
 def judge_write_buffering(obs: dict) -> Verdict:
@@ -208,17 +231,59 @@ def judge_write_buffering(obs: dict) -> Verdict:
 
 
 def judge_epollout_control(obs: dict) -> Verdict:
-    loaded, stalled = obs["burst-connects"]["loaded"], obs["slow-reader"]["stalled_cpu"]
+    """Exercised only when output really waited for the slow reader (the server echoed into its
+    connection until the kernel's queues were full). Idle connections left registered for
+    EPOLLOUT under EPOLLET cost nothing (nginx does it): right on the merits, a remark on the
+    letter. Output that waited on a connection not watching EPOLLOUT is a FAIL when the reader
+    then misses bytes: nothing would have told the server when to send them."""
+    burst, slow = obs["burst-connects"], obs["slow-reader"]
+    loaded, quiet = burst["loaded"], burst["quiet"]
+    held, stalled, finish = slow["held"], slow["stalled_cpu"], slow["finish"]
     registered = loaded.get("clients_registered", 0)
-    measured = f"{_n(loaded.get('clients_out', 0))} of {_n(registered)} idle connections registered for EPOLLOUT"
+    idle_out = loaded.get("clients_out", 0)
+    measured = f"{_n(idle_out)} of {_n(registered)} idle connections registered for EPOLLOUT"
     if loaded.get("out_example"):
         measured += f" (e.g. {loaded['out_example']})"
-    if not stalled.get("alive"):
+    if not stalled.get("alive") or not held.get("alive"):
         return False, measured + "; the server died while a reader stalled"
-    measured += (f"; {stalled['fraction']:.0%} of a CPU while output waited for a slow reader "
+    if held["accepted"] == 0:
+        return Judgement(Outcome.NOT_EXERCISED, measured + "; the slow reader was never accepted, "
+                         "so no output ever waited", "accept every connection (see level.accepts / edge.drains)")
+    waiting = held["server_send_q"] + held["client_recv_q"]
+    if waiting == 0:
+        return Judgement(Outcome.NOT_EXERCISED, measured + "; the server echoed nothing to the slow "
+                         "reader, so no output ever waited", "read and echo every connection")
+    measured += (f"; while {waiting / MiB:.1f} MiB of echo waited in the kernel for the slow reader "
+                 f"its connection was {'' if held['server_watching_out'] else 'NOT '}watching EPOLLOUT "
+                 f"({held['server_events']}), {stalled['fraction']:.0%} of a CPU meanwhile "
                  f"(at most {PENDING_CPU_MAX:.0%})")
-    idle_ok = registered > 0 and loaded["clients_out"] == 0
-    return idle_ok and stalled["fraction"] <= PENDING_CPU_MAX, measured
+    if stalled["fraction"] > PENDING_CPU_MAX:
+        return False, measured
+    if not held["server_watching_out"] and not (finish["ok"] == finish["clients"] and finish["digests_equal"]):
+        return Judgement(Outcome.FAIL, measured + f"; the reader then got {_n(finish['echoed'])} of "
+                         f"{_n(finish['sent'])} bytes", "when send() leaves bytes behind, keep them and "
+                         "arm EPOLLOUT: it says when the reader has made room")
+    if registered == 0:
+        return False, measured
+    if idle_out:
+        all_edge = loaded.get("clients_et", 0) == registered
+        idle_cpu = quiet.get("fraction", 1.0)
+        measured += f"; {idle_cpu:.0%} of a CPU with 1,000 idle connections"
+        if all_edge and quiet.get("alive") and idle_cpu <= IDLE_CPU_MAX:
+            return Judgement(Outcome.REMARK, measured, "the assignment expects EPOLLOUT armed only "
+                             "while output is pending and removed once the buffer is empty; under "
+                             "EPOLLET leaving it armed costs nothing, as measured here")
+        return False, measured
+    return True, measured
+
+
+def _ending(summary: dict, wait: str) -> str:
+    """How a connection ended, as the client saw it: a clean EOF, a reset, or nothing."""
+    if summary.get("eof"):
+        return ", then EOF"
+    if summary.get("resets"):
+        return f", then a reset ({', '.join(summary['errors'])})"
+    return f", no EOF within {wait}"
 
 
 def judge_abrupt_clients(obs: dict) -> Verdict:
@@ -228,8 +293,8 @@ def judge_abrupt_clients(obs: dict) -> Verdict:
     binary_ok = binary["ok"] == binary["clients"] == 1
     after_ok = after["ok"] == after["clients"] == 1
     parts = [
-        f"half-close: {_n(half['echoed'])}/{_n(half['sent'])} bytes echoed after the FIN"
-        + (", then EOF" if half["eof"] else ", no EOF within 1 s"),
+        f"half-close (line and FIN in one wakeup): {_n(half['echoed'])}/{_n(half['sent'])} bytes "
+        "echoed after the FIN" + _ending(half, "1 s"),
         "256 byte values: " + ("echoed" if binary_ok else "NOT echoed intact"),
         "after connect-and-close and an empty connection a new client: " + _echo_words(after),
     ]
@@ -262,17 +327,28 @@ def judge_fds_released(obs: dict) -> Verdict:
 
 
 def judge_bounded_memory(obs: dict) -> Verdict:
+    """What the server holds is what its connection took minus what the kernel's queues hold
+    (neither socket buffer is in RSS). A server with backpressure stalls the writer after a few
+    MiB and holds about its cap; one without takes all it is given and its RSS grows with it."""
     slow = obs["slow-reader"]
-    idle, stalled, pushed, other = slow["idle"], slow["stalled"], slow["pushed"], slow["other"]
-    if not stalled.get("alive"):
+    idle, stalled, pushed, held, other = (slow["idle"], slow["stalled"], slow["pushed"], slow["held"],
+                                          slow["other"])
+    if not stalled.get("alive") or not held.get("alive"):
         return False, "the server died while the reader stalled"
     growth = stalled["rss"] - idle["rss"]
+    kernel = held["kernel_held"]
+    server_held = max(0, held["sent"] - held["echoed"] - kernel)
+    how = "its writes stalled" if pushed["ended_by"] == "stalled" else "it never stalled"
+    measured = (f"RSS grew {growth / MiB:+.1f} MiB while the slow reader pushed {pushed['sent'] / MiB:.1f} MiB "
+                f"unread ({how}): the kernel's queues held {kernel / MiB:.1f} MiB, so the server held "
+                f"{server_held / MiB:.1f} MiB (RSS growth at most {RSS_GROWTH_MAX / MiB:g} MiB)")
+    if held["accepted"] == 0 or held["server_recv_q"] + held["client_send_q"] >= held["sent"] > 0:
+        return Judgement(Outcome.NOT_EXERCISED, measured + "; the server read none of it",
+                         "accept and read every connection; memory was never at stake here")
     other_ok = other["ok"] == other["clients"] > 0 and other["worst_latency"] <= SLOW_READER_LATENCY_MAX
-    return growth <= RSS_GROWTH_MAX and other_ok, (
-        f"RSS grew {growth / MiB:+.1f} MiB while {pushed['sent'] / MiB:.1f} MiB were sent and not read "
-        f"(at most {RSS_GROWTH_MAX / MiB:g} MiB); another client: {_echo_words(other)}, "
-        f"worst {_ms(other['worst_latency'])} (at most {_ms(SLOW_READER_LATENCY_MAX)})"
-    )
+    measured += (f"; another client: {_echo_words(other)}, worst {_ms(other['worst_latency'])} "
+                 f"(at most {_ms(SLOW_READER_LATENCY_MAX)})")
+    return growth <= RSS_GROWTH_MAX and other_ok, measured
 
 
 def judge_idle_cpu(obs: dict) -> Verdict:
