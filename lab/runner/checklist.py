@@ -164,16 +164,20 @@ CHECKLIST: tuple[Item, ...] = (
          "something is always ready: EPOLLOUT armed on idle sockets under level triggering, or a zero timeout"),
     # -- bonus (20) -----------------------------------------------------------------------
     Item("bonus.oneshot", 5, "EPOLLONESHOT works (threads, re-armed)", ("oneshot",),
-         ("oneshot-concurrency/loaded", "oneshot-concurrency/rounds"),
-         "EPOLLONESHOT on client fds, 2+ threads, 50 clients x 20 messages echoed in order",
+         ("oneshot-concurrency/loaded", "oneshot-concurrency/rounds", "oneshot-concurrency/streams"),
+         "EPOLLONESHOT on client fds, 2+ threads, 50 clients x 20 messages echoed in order, "
+         "8 pipelined 1 MiB streams echoed in order",
          "after handling an fd, re-arm it with EPOLL_CTL_MOD, or it never reports again"),
     Item("bonus.timeout", 5, "idle connections time out (timerfd)", ("timeout",),
          ("idle-timeout/loaded", "idle-timeout/watch"),
          "a timerfd in the epoll set; idle clients closed within the idle timeout + one tick + 1 s, active ones kept",
          "read the timerfd's 8-byte count on each tick and close connections idle too long"),
     Item("bonus.graceful_shutdown", 5, "graceful shutdown on SIGTERM (signalfd)", ("graceful",),
-         ("sigterm-midload/loaded", "sigterm-midload/streams", "sigterm-midload/exit"),
-         "a signalfd for SIGTERM; on SIGTERM: no new connections, pending echoes sent, "
+         ("sigterm-midload/loaded", "sigterm-midload/filled", "sigterm-midload/signalled",
+          "sigterm-midload/drained", "sigterm-midload/exit", "sigterm-steady/streams",
+          "sigterm-steady/exit"),
+         "a signalfd for SIGTERM; on SIGTERM: no new connections, every byte read echoed (also "
+         "what the server held itself), a clean EOF and no reset while clients keep sending, "
          "exit 0 within the drain timeout",
          "block SIGINT/SIGTERM, read them from a signalfd in the epoll set, drain, then exit 0"),
     Item("bonus.benchmark", 5, "benchmark results are documented", (BENCHMARK,),

@@ -368,13 +368,18 @@ def judge_oneshot(obs: dict) -> Verdict:
     flags_ok = registered > 0 and loaded["clients_oneshot"] == registered
     threads_ok = loaded["threads"] >= 2
     rounds_ok = rounds["messages_echoed"] == rounds["messages"] and not rounds["mismatched"]
-    return flags_ok and threads_ok and rounds_ok, (
+    streams = obs["oneshot-concurrency"]["streams"]
+    streams_ok = streams["ok"] == streams["clients"] > 0 and streams["digests_equal"]
+    return flags_ok and threads_ok and rounds_ok and streams_ok, (
         f"{loaded['clients_oneshot']}/{registered} client registrations with EPOLLONESHOT"
         + (f" ({loaded['clients_disarmed']} disarmed while idle: fired and never re-armed)"
            if loaded.get("clients_disarmed") else "") + ", "
         f"{loaded['threads']} threads, {_n(rounds['messages_echoed'])}/{_n(rounds['messages'])} "
         "messages echoed in order"
         + (f", {rounds['mismatched']} clients got wrong bytes" if rounds["mismatched"] else "")
+        + f"; pipelined: {_stream_words(streams)}"
+        + (f" (first wrong byte at offset {_n(streams['first_mismatch_at'])})"
+           if streams.get("first_mismatch_at") is not None else "")
     )
 
 
@@ -400,25 +405,58 @@ def judge_timeout(obs: dict) -> Verdict:
 
 
 def judge_graceful(obs: dict) -> Verdict:
-    scenario = obs["sigterm-midload"]
-    loaded, streams, exit_ = scenario["loaded"], scenario["streams"], scenario["exit"]
+    """Two drains. Filled: SIGTERM once the server has read everything and holds part of the
+    echo; every byte it read must come back, then a clean EOF. Steady: SIGTERM while clients
+    keep sending; what the server had read comes back, each client gets a clean EOF and no
+    reset, even when it sends once more after that EOF."""
+    filled_run, steady_run = obs["sigterm-midload"], obs["sigterm-steady"]
+    loaded, filled, signalled, drained = (filled_run["loaded"], filled_run["filled"],
+                                          filled_run["signalled"], filled_run["drained"])
+    streams = steady_run["streams"]
     if not loaded.get("alive"):
         return False, "the server was not running when probed"
     signalfd_ok = loaded["signalfds_sigterm"] >= 1 and loaded["signalfds_in_epoll"] >= 1
-    drained = streams["signalled"] and not streams["mismatched"] and streams["eof"] == streams["clients"]
-    status = exit_["status"]
-    exit_ok = status == 0 and exit_["seconds_after_signal"] <= exit_["drain_timeout"] + DRAIN_SLACK
-    parts = [
-        f"{loaded['signalfds_sigterm']} signalfd(s) for SIGTERM, {loaded['signalfds_in_epoll']} in the epoll set",
-        f"{streams['eof']}/{streams['clients']} streams ended with a clean EOF after "
-        f"{_n(streams['echoed'])} bytes echoed" + (", some bytes WRONG" if streams["mismatched"] else ""),
-        "a new connection during the drain was " + ("refused" if exit_["new_connection_refused"] else "ACCEPTED"),
-        (f"exit status {status} {exit_['seconds_after_signal']:g} s after SIGTERM (drain timeout "
-         f"{exit_['drain_timeout']:g} s)") if status is not None else "still running past the drain timeout",
-    ]
-    if not streams["signalled"]:
-        parts.insert(1, "the streams ended before SIGTERM could be sent")
-    return signalfd_ok and drained and exit_["new_connection_refused"] and exit_ok, "; ".join(parts)
+    read = signalled.get("read_before_signal")
+    held = filled.get("server_held", 0)
+    filled_ok = (read is not None and drained["echoed"] >= read and not drained["mismatched"]
+                 and drained["eof"] == drained["clients"] and not drained["resets"])
+    steady_ok = (streams["signalled"] and not streams["mismatched"] and streams["eof"] == streams["clients"]
+                 and not streams["resets"] and streams["echoed"] >= (streams["read_before_signal"] or 0))
+    parts = [f"{loaded['signalfds_sigterm']} signalfd(s) for SIGTERM, {loaded['signalfds_in_epoll']} in the epoll set"]
+    if read is None:
+        parts.append("the server was gone before SIGTERM")
+    else:
+        parts.append(
+            f"SIGTERM after it read {_n(read)} bytes and held {held / MiB:.1f} MiB of echo itself: "
+            f"{_n(drained['echoed'])} of them echoed" + (", some WRONG" if drained["mismatched"] else "")
+            + _ending(drained, "the deadline") + f" on {drained['eof']}/{drained['clients']}")
+    parts.append(
+        f"SIGTERM mid-stream (clients sending {(streams.get('rate') or 0) / MiB:g} MiB/s each): "
+        f"{_n(streams['echoed'])} bytes echoed, {streams['eof']}/{streams['clients']} clean EOFs"
+        + (f", {streams['resets']} reset ({streams['reset_after_eof']} when sending after the EOF)"
+           if streams["resets"] else "")
+        + ("" if streams["signalled"] else ", the streams ended before SIGTERM could be sent"))
+    exits_ok = True
+    for name, exit_ in (("filled", filled_run["exit"]), ("steady", steady_run["exit"])):
+        status = exit_["status"]
+        ok = (status == 0 and exit_["seconds_after_signal"] <= exit_["drain_timeout"] + DRAIN_SLACK
+              and exit_["new_connection_refused"])
+        exits_ok = exits_ok and ok
+        parts.append(
+            f"{name}: a new connection during the drain was "
+            + ("refused" if exit_["new_connection_refused"] else "ACCEPTED") + ", "
+            + (f"exit status {status} {exit_['seconds_after_signal']:g} s after SIGTERM (drain timeout "
+               f"{exit_['drain_timeout']:g} s)" if status is not None else "still running past the drain timeout"))
+    passed = signalfd_ok and filled_ok and steady_ok and exits_ok
+    if not passed and signalfd_ok and exits_ok:
+        if streams["resets"]:
+            return Judgement(Outcome.FAIL, "; ".join(parts), "after SIGTERM keep reading (and discard) "
+                             "until the client closes: close() with input unread sends a reset, which "
+                             "destroys echo still in flight")
+        if not filled_ok and read is not None and drained["echoed"] < read:
+            return Judgement(Outcome.FAIL, "; ".join(parts), "on SIGTERM flush every output buffer "
+                             "before shutting a connection down: the echo of what was read is owed")
+    return passed, "; ".join(parts)
 
 
 def judge_benchmark(obs: dict) -> Verdict:
