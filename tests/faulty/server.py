@@ -281,7 +281,7 @@ class Fault:
     kind: str  # the kind the grader judges it as (usually the reference it is built on)
     server: type
     breaks: tuple[str, ...]  # the checklist items it must not pass, and no other
-    cause: str  # words the first broken item's evidence must contain: the cause named
+    cause: str  # words the broken items' evidence or hint must contain: the cause named
     outcome: str = "FAIL"  # what those items get: "FAIL", or "PASS with remark" (fails --strict)
 
     @property
@@ -293,7 +293,8 @@ FAULTS: dict[str, Fault] = {
     "reads-once": Fault("edge", ReadsOnce, ("edge.drains",), "then nothing"),
     "reads-64k-once": Fault("edge", ReadsOnce64K, ("edge.drains",), "then nothing"),
     "accepts-once": Fault("edge", AcceptsOnce, ("edge.drains",), "never accepted"),
-    "closes-on-hangup": Fault("edge", ClosesOnHangup, ("errors.abrupt_clients",), "half-close: 0/"),
+    "closes-on-hangup": Fault("edge", ClosesOnHangup, ("errors.abrupt_clients",),
+                              "0/28 bytes echoed after the FIN"),
     "no-backpressure": Fault("edge", NoBackpressure, ("cleanup.bounded_memory",), "the server held"),
     "blocking-sockets": Fault("edge", BlockingSockets, ("edge.nonblocking",), "without O_NONBLOCK"),
     "never-closes": Fault("edge", NeverCloses, ("cleanup.fds_released",), "CLOSE_WAIT"),
@@ -307,7 +308,7 @@ FAULTS: dict[str, Fault] = {
     "timer-never-expires": Fault("timeout", TimerNeverExpires, ("bonus.timeout",), "none closed"),
     "sigterm-kills": Fault("graceful", SigtermKills, ("bonus.graceful_shutdown",), "exit status -15"),
     "drops-echo-on-sigterm": Fault("graceful", DropsEchoOnSigterm, ("bonus.graceful_shutdown",),
-                                   "echoed of"),
+                                   "flush every output buffer"),
     "closes-with-unread-input": Fault("graceful", ClosesWithUnreadInput, ("bonus.graceful_shutdown",),
                                       "reset"),
 }
