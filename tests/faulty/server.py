@@ -301,7 +301,7 @@ FAULTS: dict[str, Fault] = {
     "epollout-always": Fault("edge", EpolloutAlwaysArmed, ("edge.epollout_control",),
                              "registered for EPOLLOUT", outcome="PASS with remark"),
     "drops-partial-sends": Fault("edge", DropsPartialSends, ("edge.write_buffering", "edge.epollout_control"),
-                                 "DIFFERENT"),
+                                 "NOT watching EPOLLOUT"),
     "dies-on-reset": Fault("edge", DiesOnReset, ("errors.peer_reset",), "could not even connect"),
     "et-as-level": Fault("level", EdgeServer, ("level.epoll_created",), "with EPOLLET"),
     "oneshot-never-rearmed": Fault("oneshot", OneshotNeverRearmed, ("bonus.oneshot",), "never re-armed"),

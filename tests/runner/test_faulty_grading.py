@@ -18,7 +18,7 @@ import importlib.util
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,6 @@ class Case:
     controls: tuple[str, ...] = ()  # slow tier: items (or sections) graded too, which must pass
     also_breaks: str = ""  # items left out of `controls` because this fault necessarily breaks them
     quick: bool = True  # graded once in the quick tier too (False: its scenarios take too long)
-    quick_only: tuple[str, ...] = ()  # what the quick tier grades, if not all the fault breaks
 
 
 CASES = (
@@ -72,8 +71,7 @@ CASES = (
     Case("no-backpressure", ("edge.write_buffering", "edge.epollout_control")),
     Case("blocking-sockets", ("edge",), quick=False),
     Case("drops-partial-sends", ("edge.drains", "cleanup.bounded_memory"),
-         also_breaks="level.echoes when graded as level (the same SHA-256 evidence)",
-         quick_only=("edge.epollout_control",)),
+         also_breaks="level.echoes when graded as level (the same SHA-256 evidence)", quick=False),
     Case("et-as-level", ("level",)),
     Case("oneshot-never-rearmed", also_breaks="cleanup.fds_released (a disarmed fd never sees its EOF)",
          quick=False),
@@ -124,18 +122,13 @@ def test_every_fault_has_a_case_and_breaks_items_of_its_kind():
             assert _graded_ids(fault.kind, (name,)), (case.fault, name)
 
 
-def _check_broken_ones(report, fault, graded: tuple[str, ...]) -> None:
-    _check_broken(report, replace(fault, breaks=graded))
-
-
 @pytest.mark.parametrize("case", [pytest.param(case, id=case.fault, marks=[] if case.quick else [pytest.mark.slow])
                                   for case in CASES])
 def test_faulty_server_gets_its_outcome_and_cause(case, tmp_path):
     fault = FAULTS[case.fault]
-    graded = case.quick_only or fault.breaks
-    report = grade_program(_target(case.fault), only=graded, results_dir=tmp_path)
-    assert set(report.results) == set(graded)
-    _check_broken_ones(report, fault, graded)
+    report = grade_program(_target(case.fault), only=fault.breaks, results_dir=tmp_path)
+    assert set(report.results) == set(fault.breaks)
+    _check_broken(report, fault)
 
 
 @pytest.mark.slow
