@@ -113,3 +113,12 @@ def cpu_seconds(pid: int) -> float | None:
         return probes.cpu_times(pid).total
     except probes.ProcessGone:
         return None
+
+
+def runnable_seconds(pid: int) -> float | None:
+    """Run plus wait-to-run seconds (schedstat): what a busy loop costs even when the machine
+    is too loaded to give it the CPU."""
+    try:
+        return probes.runnable_seconds(pid)
+    except probes.ProcessGone:
+        return None

@@ -364,13 +364,17 @@ def do_close(context: Context, step: Step) -> dict:
 def do_idle(context: Context, step: Step) -> dict:
     duration = step.params["duration"]
     pid = context.server.pid
-    before, started = evidence.cpu_seconds(pid), time.monotonic()
+    before, runnable_before = evidence.cpu_seconds(pid), evidence.runnable_seconds(pid)
+    started = time.monotonic()
     context.server.wait(duration)  # returns early only if the server dies
-    after, wall = evidence.cpu_seconds(pid), time.monotonic() - started
-    if before is None or after is None:
+    after, runnable_after = evidence.cpu_seconds(pid), evidence.runnable_seconds(pid)
+    wall = time.monotonic() - started
+    if None in (before, after, runnable_before, runnable_after):
         return {"alive": False, "seconds": round(wall, 3)}
     return {"alive": True, "cpu": round(after - before, 3), "seconds": round(wall, 3),
-            "fraction": round((after - before) / wall, 4)}
+            "fraction": round((after - before) / wall, 4),
+            "runnable": round(runnable_after - runnable_before, 3),
+            "runnable_fraction": round((runnable_after - runnable_before) / wall, 4)}
 
 
 def do_settle(context: Context, step: Step) -> dict:

@@ -106,6 +106,18 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def _busy(idle: dict) -> float:
+    """The share of a CPU an idle step saw the server use: running plus waiting to run when
+    schedstat was read (a busy loop on a loaded machine waits much of the time), else CPU time."""
+    return idle.get("runnable_fraction", idle["fraction"])
+
+
+def _busy_words(idle: dict) -> str:
+    if "runnable_fraction" not in idle:
+        return f"{idle['fraction']:.0%} of a CPU"
+    return f"{idle['runnable_fraction']:.0%} of a CPU running or waiting to run ({idle['fraction']:.0%} on one)"
+
+
 def _echo_words(echo: dict) -> str:
     return f"{_n(echo['ok'])}/{_n(echo['clients'])} echoed"
 
@@ -255,9 +267,9 @@ def judge_epollout_control(obs: dict) -> Verdict:
                          "reader, so no output ever waited", "read and echo every connection")
     measured += (f"; while {waiting / MiB:.1f} MiB of echo waited in the kernel for the slow reader "
                  f"its connection was {'' if held['server_watching_out'] else 'NOT '}watching EPOLLOUT "
-                 f"({held['server_events']}), {stalled['fraction']:.0%} of a CPU meanwhile "
+                 f"({held['server_events']}), {_busy_words(stalled)} meanwhile "
                  f"(at most {PENDING_CPU_MAX:.0%})")
-    if stalled["fraction"] > PENDING_CPU_MAX:
+    if _busy(stalled) > PENDING_CPU_MAX:
         return False, measured
     if not held["server_watching_out"] and not (finish["ok"] == finish["clients"] and finish["digests_equal"]):
         return Judgement(Outcome.FAIL, measured + f"; the reader then got {_n(finish['echoed'])} of "
@@ -267,8 +279,8 @@ def judge_epollout_control(obs: dict) -> Verdict:
         return False, measured
     if idle_out:
         all_edge = loaded.get("clients_et", 0) == registered
-        idle_cpu = quiet.get("fraction", 1.0)
-        measured += f"; {idle_cpu:.0%} of a CPU with 1,000 idle connections"
+        idle_cpu = _busy(quiet) if quiet.get("alive") else 1.0
+        measured += f"; {_busy_words(quiet) if quiet.get('alive') else 'dead'} with 1,000 idle connections"
         if all_edge and quiet.get("alive") and idle_cpu <= IDLE_CPU_MAX:
             return Judgement(Outcome.REMARK, measured, "the assignment expects EPOLLOUT armed only "
                              "while output is pending and removed once the buffer is empty; under "
@@ -306,10 +318,10 @@ def judge_fd_exhaustion(obs: dict) -> Verdict:
     exhausted, at_limit, recovered = scenario["exhausted"], scenario["at_limit"], scenario["recovered"]
     if not exhausted.get("alive") or not at_limit.get("alive"):
         return False, "the server died when it ran out of fds"
-    spin_ok = exhausted["fraction"] <= EXHAUSTED_CPU_MAX
+    spin_ok = _busy(exhausted) <= EXHAUSTED_CPU_MAX
     recovered_ok = recovered["clients"] > 0 and recovered["ok"] == recovered["clients"]
     return spin_ok and recovered_ok, (
-        f"{at_limit['fds']} fds open at the limit, {exhausted['fraction']:.0%} of a CPU meanwhile "
+        f"{at_limit['fds']} fds open at the limit, {_busy_words(exhausted)} meanwhile "
         f"(at most {EXHAUSTED_CPU_MAX:.0%}); "
         f"after the clients left: {_echo_words(recovered)}"
     )
@@ -355,8 +367,8 @@ def judge_idle_cpu(obs: dict) -> Verdict:
     quiet = obs["burst-connects"]["quiet"]
     if not quiet.get("alive"):
         return False, "the server died while connections were idle"
-    return quiet["fraction"] <= IDLE_CPU_MAX, (
-        f"{quiet['fraction']:.0%} of a CPU over {quiet['seconds']:g} s with 1,000 idle connections"
+    return _busy(quiet) <= IDLE_CPU_MAX, (
+        f"{_busy_words(quiet)} over {quiet['seconds']:g} s with 1,000 idle connections"
     )
 
 
