@@ -87,6 +87,7 @@ class Client:
     rate_started: float = 0.0
     rate_base: int = 0  # bytes sent before the steady stream began
     last_sent_at: float = 0.0  # the last time send() took bytes
+    last_received_at: float = 0.0  # the last time recv() returned bytes
 
     @property
     def ended(self) -> bool:
@@ -148,7 +149,7 @@ class Client:
         self.echo_hash.update(data)
         self.echoed += len(data)
         del self.expect[: len(data)]
-        self.last_active = now
+        self.last_active = self.last_received_at = now
         if not self.expect and self.message_started is not None and not self.outbox:
             self.worst_latency = max(self.worst_latency, now - self.message_started)
             self.messages_done += 1

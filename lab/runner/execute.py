@@ -426,6 +426,11 @@ def do_watch(context: Context, step: Step) -> dict:
         "idle": len(idle),
         "idle_closed": len(idle_closed),
         "idle_closed_after": [round(c.ended_at - c.last_active, 3) for c in idle_closed],
+        # The server's idle clock restarts somewhere between the client's last send and its
+        # last receive: "too early" is judged from the send, "too late" from the receive, so
+        # neither verdict depends on where exactly.
+        "idle_closed_after_send": [round(c.ended_at - c.last_sent_at, 3) for c in idle_closed],
+        "idle_closed_after_receive": [round(c.ended_at - c.last_received_at, 3) for c in idle_closed],
         "active": len(active),
         "active_closed": sum(c.ended for c in active),
         "active_echoed": sum(c.messages_done for c in active),

@@ -400,14 +400,17 @@ def judge_timeout(obs: dict) -> Verdict:
     if not loaded.get("alive"):
         return False, "the server was not running when probed"
     timer_ok = loaded["timerfds_in_epoll"] >= 1
-    earliest = min(watch["idle_closed_after"], default=0.0)
-    latest = max(watch["idle_closed_after"], default=0.0)
+    earliest = min(watch.get("idle_closed_after_send", watch["idle_closed_after"]), default=0.0)
+    latest = max(watch.get("idle_closed_after_receive", watch["idle_closed_after"]), default=0.0)
     # Closing before the timeout is as wrong as closing late.
     in_time = earliest >= watch["idle_timeout"] * EARLY_CLOSE_FRACTION and latest <= watch["limit"]
     idle_ok = watch["idle_closed"] == watch["idle"] > 0 and in_time
     active_ok = watch["active_closed"] == 0
-    closed = (f"closed {earliest:.1f}-{latest:.1f} s after their last byte" if watch["idle_closed"]
-              else "none closed")
+    closed = "none closed"
+    if watch["idle_closed"]:
+        closed = (f"closed {earliest:.1f}-{latest:.1f} s after their last byte" if "idle_closed_after_send" not in watch
+                  else f"closed at least {earliest:.1f} s after their last send, at most {latest:.1f} s after "
+                       "their last receive")
     return timer_ok and idle_ok and active_ok, (
         f"{loaded['timerfds_in_epoll']} timerfd(s) in the epoll set; idle timeout "
         f"{watch['idle_timeout']:g} s, tick {watch['tick']:g} s: {watch['idle_closed']}/{watch['idle']} idle "
