@@ -182,7 +182,8 @@ CHECKLIST: tuple[Item, ...] = (
          "block SIGINT/SIGTERM, read them from a signalfd in the epoll set, drain, then exit 0"),
     Item("bonus.benchmark", 5, "benchmark results are documented", (BENCHMARK,),
          (),
-         "the benchmark client verifies every reply and prints req/s; PERFORMANCE.md has a results table",
+         "the benchmark client verifies every reply and prints req/s; the lab sees its connections "
+         "to the server and the figure fits the run's time; PERFORMANCE.md has a results table",
          "run the benchmark against your edge server and record its numbers in PERFORMANCE.md"),
 )
 ITEM_BY_ID = {item.id: item for item in CHECKLIST}
