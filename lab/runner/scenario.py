@@ -180,7 +180,8 @@ ACTIONS: dict[str, Action] = {
         {"how": ("how", "close"), "timeout": ("duration", 5.0), **SAVE},
     ),
     "idle": Action(
-        "do nothing for DURATION and measure the CPU the server burns meanwhile",
+        "do nothing for DURATION and measure the CPU the server burns meanwhile (CPU time, and "
+        "time running or waiting to run, which a busy loop fills even on a loaded machine)",
         {"duration": "duration"},
         SAVE,
     ),
