@@ -203,18 +203,6 @@ def do_stream(context: Context, step: Step) -> dict:
     return summary
 
 
-def _signal_server(context: Context, clients: list[Client], signum: str) -> dict:
-    """Read what the server has read from ``clients`` (sent minus what still waits in the
-    kernel on the way to it: a lower bound, as the clients' Send-Q also counts bytes already
-    received but not yet acknowledged), then signal it."""
-    queues = _queues(context, clients)
-    sent, echoed = sum(c.sent for c in clients), sum(c.echoed for c in clients)
-    context.signalled_at = time.monotonic()
-    context.server.send_signal(signal.Signals[signum])
-    read = sent - queues["client_send_q"] - queues["server_recv_q"] if queues.get("alive") else None
-    return {"signal": signum, "sent": sent, "echoed": echoed, "read_before_signal": read, "queues": queues}
-
-
 def _queues(context: Context, clients: list[Client]) -> dict:
     ports = [c.sock.getsockname()[1] for c in clients if c.sock is not None]
     try:
@@ -279,7 +267,16 @@ def do_thaw(context: Context, step: Step) -> dict:
 
 
 def do_signal(context: Context, step: Step) -> dict:
-    return _signal_server(context, context.groups[step.params["group"]], step.params["signal"])
+    """Read what the server has read from the group (sent minus what still waits in the
+    kernel on the way to it: a lower bound, as the clients' Send-Q also counts bytes already
+    received but not yet acknowledged), then signal it."""
+    clients, signum = context.groups[step.params["group"]], step.params["signal"]
+    queues = _queues(context, clients)
+    sent, echoed = sum(c.sent for c in clients), sum(c.echoed for c in clients)
+    context.signalled_at = time.monotonic()
+    context.server.send_signal(signal.Signals[signum])
+    read = sent - queues["client_send_q"] - queues["server_recv_q"] if queues.get("alive") else None
+    return {"signal": signum, "sent": sent, "echoed": echoed, "read_before_signal": read, "queues": queues}
 
 
 def do_queues(context: Context, step: Step) -> dict:
