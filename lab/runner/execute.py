@@ -33,6 +33,7 @@ StepCallback = Callable[[Scenario, Step, int], None]
 SETTLE_INTERVAL = 0.05
 HALF_CLOSE_EOF_WAIT = 1.0
 RESET_WAIT = 0.3  # how long a client that sent after the server's EOF waits for a RST
+# A reset reads as ECONNRESET, or as EPIPE on a connection that had already seen the FIN.
 RESETS = ("ECONNRESET", "EPIPE")
 
 
@@ -123,13 +124,15 @@ def do_connect(context: Context, step: Step) -> dict:
 
 def _exchange_summary(clients: list[Client], started: float, ended_by: str) -> dict:
     complete = [c for c in clients if c.caught_up and c.mismatch_at is None and not c.ended]
+    wrong = next((c for c in clients if c.mismatch_at is not None), None)
     return {
         "clients": len(clients),
         "ok": len(complete),
         "mismatched": sum(c.mismatch_at is not None for c in clients),
-        "first_mismatch_at": min((c.mismatch_at for c in clients if c.mismatch_at is not None), default=None),
+        "first_mismatch": {"client": wrong.index, "offset": wrong.mismatch_at} if wrong else None,
         "ended": sum(c.ended for c in clients),
-        "eof_clean": sum(c.eof and c.error is None for c in clients),
+        # How each connection ended: a FIN (clean EOF) or a reset are different things.
+        "eofs": sum(c.eof and c.error is None for c in clients),
         "resets": sum(c.error in RESETS for c in clients),
         "errors": sorted({c.error for c in clients if c.error}),
         "sent": sum(c.sent for c in clients),
@@ -192,7 +195,7 @@ def do_stream(context: Context, step: Step) -> dict:
     summary["rate"] = step.params["rate"]
     if signum is not None:
         summary["signalled"] = context.signalled_at is not None
-        summary["eof"] = summary["eof_clean"]
+        summary["eof"] = summary["eofs"]
         # The clients kept sending up to the EOF; one more send after it shows whether the
         # server still reads (it shut down its side) or closed with input unread (a RST).
         summary["reset_after_eof"] = len(reset_after_eof(clients, RESET_WAIT))
@@ -244,7 +247,7 @@ def do_finish(context: Context, step: Step) -> dict:
     goal = EOF if step.params["until"] == "eof" else CAUGHT_UP
     ended_by = pump(clients, _deadline(step), goal)
     summary = _exchange_summary(clients, started, ended_by)
-    summary["eof"] = summary["eof_clean"]
+    summary["eof"] = summary["eofs"]
     return summary
 
 
@@ -349,7 +352,7 @@ def do_close(context: Context, step: Step) -> dict:
         ended_by = pump(clients, deadline, CAUGHT_UP)
         pump(clients, min(deadline, time.monotonic() + HALF_CLOSE_EOF_WAIT), EOF)
         summary = _exchange_summary(clients, started, ended_by)
-        summary["eof"] = summary["eof_clean"]
+        summary["eof"] = summary["eofs"]
         summary["unechoed"] = sum(len(c.expect) for c in clients)
     else:
         summary = {"closed": len(clients), "how": how}

@@ -221,7 +221,7 @@ def judge_drains(obs: dict) -> Verdict:
         words = (f"{waiting}, {_n(burst['echoed'])} echoed after it woke, then nothing for "
                  f"{round(burst['seconds'], 1):g} s")
         if burst["mismatched"]:
-            words += f", wrong bytes from offset {_n(burst['first_mismatch_at'])}"
+            words += f", wrong bytes from offset {_n(burst['first_mismatch']['offset'])}"
         return False, words
     measured = f"{waiting}: all echoed in {_ms(burst['seconds'])}"
     accepted = f"{pair['ok']}/{pair['clients']} clients that connected together were served"
@@ -390,8 +390,8 @@ def judge_oneshot(obs: dict) -> Verdict:
         "messages echoed in order"
         + (f", {rounds['mismatched']} clients got wrong bytes" if rounds["mismatched"] else "")
         + f"; pipelined: {_stream_words(streams)}"
-        + (f" (first wrong byte at offset {_n(streams['first_mismatch_at'])})"
-           if streams.get("first_mismatch_at") is not None else "")
+        + (f" (first wrong byte at offset {_n(streams['first_mismatch']['offset'])})"
+           if streams.get("first_mismatch") else "")
     )
 
 

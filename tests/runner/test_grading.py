@@ -41,8 +41,8 @@ def queues(**changes) -> dict:
 def exchange(clients: int = 1, ok: int | None = None, sent: int = 14, echoed: int | None = None, **changes) -> dict:
     ok = clients if ok is None else ok
     values = {
-        "clients": clients, "ok": ok, "mismatched": 0, "first_mismatch_at": None, "ended": 0,
-        "eof_clean": 0, "resets": 0, "errors": [], "sent": sent,
+        "clients": clients, "ok": ok, "mismatched": 0, "first_mismatch": None, "ended": 0,
+        "eofs": 0, "resets": 0, "errors": [], "sent": sent,
         "echoed": sent if echoed is None else echoed, "least_echoed": 0, "worst_latency": 0.001,
         "digests_equal": ok == clients, "seconds": 0.1, "ended_by": "done",
         "messages": clients, "messages_echoed": ok, "expected_bytes_each": None, "size_each": 10 * MiB,
@@ -103,11 +103,11 @@ GOOD = {
         "filled": queues(connections=2, accepted=2, sent=9 * MiB, server_send_q=8 * MiB, read_all=True,
                          server_held=MiB),
         "signalled": {"signal": "SIGTERM", "sent": 9 * MiB, "echoed": 0, "read_before_signal": 9 * MiB},
-        "drained": exchange(2, ok=0, sent=9 * MiB, eof=2, eof_clean=2, ended=2),
+        "drained": exchange(2, ok=0, sent=9 * MiB, eof=2, eofs=2, ended=2),
         "exit": {"status": 0, "seconds_after_signal": 0.1, "drain_timeout": 5.0, "new_connection_refused": True},
     },
     "sigterm-steady": {
-        "streams": exchange(2, ok=0, sent=4 * MiB, echoed=MiB, signalled=True, eof=2, eof_clean=2, ended=2,
+        "streams": exchange(2, ok=0, sent=4 * MiB, echoed=MiB, signalled=True, eof=2, eofs=2, ended=2,
                             rate=MiB, reset_after_eof=0, read_before_signal=MiB),
         "exit": {"status": 0, "seconds_after_signal": 0.4, "drain_timeout": 5.0, "new_connection_refused": True},
     },
@@ -204,7 +204,7 @@ FAULTS = [
      "closed at least 0.5 s after their last send, at most 1.3 s after their last receive"),
     ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"status": -15}}, "exit status -15"),
     ("bonus.oneshot", {"oneshot-concurrency/streams": {"ok": 7, "mismatched": 1, "digests_equal": False,
-                                                       "first_mismatch_at": 65536}},
+                                                       "first_mismatch": {"client": 3, "offset": 65536}}},
      "first wrong byte at offset 65,536"),
     ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"seconds_after_signal": 8.0}},
      "exit status 0 8 s after SIGTERM (drain timeout 5 s)"),
