@@ -26,7 +26,8 @@ import pytest
 from lab.runner.checklist import items_for, select_items
 from lab.runner.grading import Outcome
 from lab.runner.program import BUILTIN_TIMING, Program
-from lab.runner.run import grade_program
+from lab.runner.run import grade_program, grade_submission
+from lab.runner.submission import load_submission
 from lab.process import ServerProcess
 
 FAULTY_SERVER = Path(__file__).resolve().parents[1] / "faulty" / "server.py"
@@ -193,3 +194,24 @@ def test_faulty_server_rejects_an_unknown_fault_with_status_2():
     )
     assert result.returncode == 2
     assert "invalid choice" in result.stderr and "Traceback" not in result.stderr
+
+
+FAULTY_BENCHMARK = FAULTY_SERVER.with_name("benchmark.py")
+
+
+@pytest.mark.slow
+def test_a_benchmark_that_only_prints_fails_every_time(tmp_path):
+    """tests/faulty/benchmark.py --fault prints-only: "1 req/s" and no connection, ten times
+    over (the quick tier's test_cli grades it once, beside the honest client)."""
+    (tmp_path / "PERFORMANCE.md").write_text("| mode | req/s |\n|---|---|\n| edge | 1 |\n")
+    path = tmp_path / "sub.toml"
+    path.write_text(
+        f'[edge]\ncmd = "{sys.executable} -m lab serve edge --port {{port}}"\n'
+        f'[benchmark]\ncmd = "{sys.executable} {FAULTY_BENCHMARK} {{host}} {{port}} {{connections}} '
+        '{requests} --fault prints-only"\n'
+    )
+    for run in range(REPEAT):
+        report = grade_submission(load_submission(path), only=("bonus.benchmark",), results_dir=tmp_path / str(run))
+        result = report.results["bonus.benchmark"]
+        assert result.outcome is Outcome.FAIL, result.evidence
+        assert "the lab saw no connection to the server" in result.evidence
