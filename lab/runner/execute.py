@@ -278,8 +278,18 @@ def do_signal(context: Context, step: Step) -> dict:
     sent, echoed = sum(c.sent for c in clients), sum(c.echoed for c in clients)
     context.signalled_at = time.monotonic()
     context.server.send_signal(signal.Signals[signum])
-    read = sent - queues["client_send_q"] - queues["server_recv_q"] if queues.get("alive") else None
-    return {"signal": signum, "sent": sent, "echoed": echoed, "read_before_signal": read, "queues": queues}
+    alive = queues.get("alive", False)
+    read = sent - queues["client_send_q"] - queues["server_recv_q"] if alive else None
+    held = max(0, _held(clients, queues)) if alive else None
+    return {"signal": signum, "sent": sent, "echoed": echoed, "read_before_signal": read,
+            "server_held": held, "queues": queues}
+
+
+def _held(clients: list[Client], queues: dict) -> int:
+    """Echo the server holds itself: what it read, less what it echoed into the kernel's
+    queues and what the clients read (negative when a racy /proc row over-counts)."""
+    read = sum(c.sent for c in clients) - queues["client_send_q"] - queues["server_recv_q"]
+    return read - queues["server_send_q"] - queues["client_recv_q"] - sum(c.echoed for c in clients)
 
 
 def do_queues(context: Context, step: Step) -> dict:
@@ -307,8 +317,9 @@ def _await_read(context: Context, clients: list[Client], deadline: float) -> dic
         context.server.wait(SETTLE_INTERVAL)
 
 
-FILL_HELD_MIN = 64 * 1024  # echo the server must hold itself before a fill step stops
+FILL_HELD_MIN = 256 * 1024  # echo the server must hold itself before a fill step stops
 FILL_STEP_WAIT = 2.0
+FILL_STABLE_WAIT = 0.2  # the kernel may still grow the server's send buffer: held must stay held
 
 
 def do_fill(context: Context, step: Step) -> dict:
@@ -329,9 +340,12 @@ def do_fill(context: Context, step: Step) -> dict:
         queues = _await_read(context, clients, min(deadline, time.monotonic() + FILL_STEP_WAIT))
         if not queues.get("alive"):
             break
-        sent = sum(c.sent for c in clients)
-        held = sent - queues["server_send_q"] - queues["client_recv_q"]
-        if held >= FILL_HELD_MIN or not queues["read_all"] or all(c.sent >= size for c in clients):
+        held = _held(clients, queues)
+        if held >= FILL_HELD_MIN and queues["read_all"]:
+            context.server.wait(FILL_STABLE_WAIT)
+            queues = _await_read(context, clients, time.monotonic())
+            held = _held(clients, queues) if queues.get("alive") else 0
+        if held >= FILL_HELD_MIN or not queues.get("read_all") or all(c.sent >= size for c in clients):
             break
         chunk = step.params["step"]
     return {**queues, "sent": sum(c.sent for c in clients), "unsent": sum(c.stream_left for c in clients),

@@ -432,7 +432,7 @@ def judge_graceful(obs: dict) -> Verdict:
         return False, "the server was not running when probed"
     signalfd_ok = loaded["signalfds_sigterm"] >= 1 and loaded["signalfds_in_epoll"] >= 1
     read = signalled.get("read_before_signal")
-    held = filled.get("server_held", 0)
+    held = signalled.get("server_held") or filled.get("server_held", 0)
     filled_ok = (read is not None and drained["echoed"] >= read and not drained["mismatched"]
                  and drained["eof"] == drained["clients"] and not drained["resets"])
     steady_ok = (streams["signalled"] and not streams["mismatched"] and streams["eof"] == streams["clients"]
