@@ -75,6 +75,7 @@ RSS_GROWTH_MAX = 8 * 1024 * 1024  # while a slow reader pushes until its writes 
 SLOW_READER_LATENCY_MAX = 1.0  # seconds, another client's echo while one reader stalls
 EARLY_CLOSE_FRACTION = 0.9  # an idle close before 90 % of the idle timeout is too early
 DRAIN_SLACK = 1.0  # seconds past the drain timeout a graceful exit may take
+DRAIN_QUEUED_MIN = 128 * 1024  # bytes queued for the frozen server, so one 64 KiB read per edge leaves some
 
 BOTH = MANDATORY_KINDS
 
