@@ -5,6 +5,7 @@ folder. The full grades are in test_reference_grades.py (slow)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 import subprocess
 import sys
@@ -169,8 +170,9 @@ def test_grade_runs_the_submissions_benchmark_against_its_edge_server(capsys, tm
     (item,) = json.loads((run_dir / "results.json").read_text())["items"]
     assert item["passed"] is passed, item["evidence"]
     assert words in item["evidence"] and "PERFORMANCE.md: a table with 1 result row(s)" in item["evidence"]
-    if passed:
-        assert "the lab saw 20 connection(s) to the server" in item["evidence"]  # in TIME_WAIT
+    if passed:  # at most 20: a /proc/net/tcp read races with a busy machine's other sockets
+        seen = re.search(r"the lab saw (\d+) connection\(s\) to the server", item["evidence"])
+        assert seen and 1 <= int(seen.group(1)) <= 20, item["evidence"]
     else:
         assert item["hint"]
 

@@ -57,7 +57,7 @@ class Case:
 CASES = (
     Case("dies-on-reset", ("errors.abrupt_clients",),
          also_breaks="errors.fd_exhaustion, when its clients leave with echo unread (a reset)"),
-    Case("epollout-always", ("edge.epollet", "cleanup.idle_cpu", "cleanup.fds_released")),
+    Case("epollout-always", ("edge.epollet", "cleanup.idle_cpu", "cleanup.fds_released"), quick=False),
     Case("sigterm-kills"),
     Case("never-closes", ("cleanup.concurrent_clients", "edge.epollet", "edge.epollout_control"),
          also_breaks="errors.fd_exhaustion (leaked fds never come back)", quick=False),
