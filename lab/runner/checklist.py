@@ -69,6 +69,8 @@ class Item:
 IDLE_CPU_MAX = 0.10  # fraction of one CPU while 100 connections sit idle
 EXHAUSTED_CPU_MAX = 0.50  # while accept() fails with EMFILE
 PENDING_CPU_MAX = 0.50  # while output waits for a reader that does not read
+# Echo in the server's send queue (its reader's window closed): less and send() never had to wait
+OUTPUT_WAIT_MIN = 64 * 1024
 RSS_GROWTH_MAX = 8 * 1024 * 1024  # while a slow reader pushes until its writes stall (up to
 # 64 MiB): a server with no backpressure holds all but the ~4-10 MiB the kernel's socket queues
 # take (they are not in RSS) and grows by tens of MiB; one that pauses reading holds its cap

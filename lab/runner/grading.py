@@ -30,6 +30,7 @@ from enum import Enum
 from lab.runner.checklist import (
     DRAIN_QUEUED_MIN,
     DRAIN_SLACK,
+    OUTPUT_WAIT_MIN,
     EARLY_CLOSE_FRACTION,
     EXHAUSTED_CPU_MAX,
     IDLE_CPU_MAX,
@@ -262,11 +263,12 @@ def judge_epollout_control(obs: dict) -> Verdict:
     if held["accepted"] == 0:
         return Judgement(Outcome.NOT_EXERCISED, measured + "; the slow reader was never accepted, "
                          "so no output ever waited", "accept every connection (see level.accepts / edge.drains)")
-    waiting = held["server_send_q"] + held["client_recv_q"]
-    if waiting == 0:
-        return Judgement(Outcome.NOT_EXERCISED, measured + "; the server echoed nothing to the slow "
-                         "reader, so no output ever waited", "read and echo every connection")
-    measured += (f"; while {waiting / MiB:.1f} MiB of echo waited in the kernel for the slow reader "
+    waiting = held["server_send_q"]
+    if waiting < OUTPUT_WAIT_MIN:
+        return Judgement(Outcome.NOT_EXERCISED, measured + f"; only {_n(waiting + held['client_recv_q'])} "
+                         "bytes were echoed to the slow reader, its window never closed, so no output "
+                         "had to wait", "read and echo every connection until its reader stops taking bytes")
+    measured += (f"; while {waiting / MiB:.1f} MiB of echo waited in the server's send queue for the slow reader "
                  f"its connection was {'' if held['server_watching_out'] else 'NOT '}watching EPOLLOUT "
                  f"({held['server_events']}), {_busy_words(stalled)} meanwhile "
                  f"(at most {PENDING_CPU_MAX:.0%})")

@@ -61,8 +61,9 @@ CASES = (
     Case("sigterm-kills"),
     Case("never-closes", ("cleanup.concurrent_clients", "edge.epollet", "edge.epollout_control"),
          also_breaks="errors.fd_exhaustion (leaked fds never come back)", quick=False),
-    Case("reads-once", ("edge.epollet", "edge.epollout_control"),
-         also_breaks="edge.write_buffering and edge.nonblocking (their 10 MiB streams stall)", quick=False),
+    Case("reads-once", ("edge.epollet",), quick=False,
+         also_breaks="edge.write_buffering and edge.nonblocking (their 10 MiB streams stall); "
+                     "edge.epollout_control is NOT EXERCISED (too little is read for output to wait)"),
     Case("reads-64k-once", ("edge.epollet",),
          also_breaks="edge.write_buffering (the end of a stream can be left unread)"),
     Case("accepts-once", ("edge.epollet",),
