@@ -216,6 +216,10 @@ def judge_drains(obs: dict) -> Verdict:
         return Judgement(Outcome.NOT_EXERCISED, waiting + f", under the {_n(DRAIN_QUEUED_MIN)} "
                          "needed to tell one read per edge from a drain",
                          "the kernel took too little while the server was frozen; rerun on a less loaded machine")
+    if burst["ok"] != 1 and frozen.get("accepted") == 0 and burst["echoed"] == 0:
+        return Judgement(Outcome.FAIL, f"{waiting}, none echoed: the client was never accepted",
+                         "under EPOLLET, call accept() until EAGAIN: connections that arrive together "
+                         "raise one edge, and the rest wait in the backlog")
     if burst["ok"] != 1:
         words = (f"{waiting}, {_n(burst['echoed'])} echoed after it woke, then nothing for "
                  f"{round(burst['seconds'], 1):g} s")

@@ -234,6 +234,8 @@ OUTCOMES = [
      "1,000/1,000 client registrations with EPOLLET", "without EPOLLET"),
     ("edge.drains", {"burst-then-wait/pair": {"ok": 1}}, Outcome.FAIL,
      "1/2 clients that connected together were served: the other was never accepted", "accept() until EAGAIN"),
+    ("edge.drains", {"burst-then-wait/frozen": {"accepted": 0}, "burst-then-wait/burst": {"ok": 0, "echoed": 0}},
+     Outcome.FAIL, "none echoed: the client was never accepted", "accept() until EAGAIN"),
     ("edge.drains", {"burst-then-wait/queued": {"sent": 64 * 1024}}, Outcome.NOT_EXERCISED,
      "65,536 bytes queued while the server was frozen", "too little"),
     ("edge.epollout_control", {"slow-reader/held": {"accepted": 0}}, Outcome.NOT_EXERCISED,
