@@ -5,6 +5,11 @@ session (so its whole process group can be signalled and killed), with stdout an
 to files that outlive it. It counts as ready when it prints ``listening on HOST:PORT`` (the
 lab's servers do) or, for any other program, when its known port accepts a connection.
 
+A server never outlives the process that started it: ``stop()`` ends it on every way out of
+Python (an exception, Ctrl-C, SIGTERM turned into an exception by the CLI), and for the ways
+Python never sees (SIGKILL, a crash) the child asks the kernel for SIGKILL when its parent
+dies (``PR_SET_PDEATHSIG``, set between fork and exec).
+
 Clients must connect to the address the server listens on: a server bound to ``::1`` only is
 not reachable at 127.0.0.1. So ``host`` becomes that address once the server is ready: the
 announced one, or the one /proc/PID/net/tcp and tcp6 list as LISTEN on its port (a wildcard
@@ -18,16 +23,17 @@ import ipaddress
 import json
 import os
 import re
-import resource
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from lab import probes
+from lab import cgroup, probes
 from lab.errors import UsageError
+from lab.units import format_size
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 POLL_INTERVAL = 0.02
@@ -65,15 +71,12 @@ class ServerProcess:
         self.stdout_path = self.log_dir / "stdout.txt"
         self.stderr_path = self.log_dir / "stderr.txt"
         self.process: subprocess.Popen | None = None
+        self._limits_at_start = cgroup.CgroupCounters()
 
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> ServerProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        nofile = self.nofile
-
-        def lower_fd_limit() -> None:  # runs in the child between fork and exec
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
+        self._limits_at_start = cgroup.read_counters()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             try:
                 self.process = subprocess.Popen(
@@ -84,13 +87,15 @@ class ServerProcess:
                     env=self.env,
                     cwd=self.cwd,
                     start_new_session=True,
-                    preexec_fn=lower_fd_limit if nofile else None,
+                    preexec_fn=child_setup(self.nofile),
                 )
             except OSError as error:
                 raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
-            except subprocess.SubprocessError as error:  # only lower_fd_limit runs in the child
+            except subprocess.SubprocessError as error:  # only child_setup runs in the child
+                import resource
+
                 raise StartError(
-                    f"cannot start {self.command!r}: setting its open-file limit to {nofile} failed "
+                    f"cannot start {self.command!r}: setting its open-file limit to {self.nofile} failed "
                     f"(above the hard limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]}?)"
                 ) from error
         return self
@@ -112,20 +117,35 @@ class ServerProcess:
                     self.host = host
                     return self.host, self.port
             if self.process.poll() is not None:
+                cause = self.exit_cause()
                 raise StartError(
-                    f"{self.command!r} exited with status {self.process.returncode} before "
-                    f"listening{self._stderr_tail()}"
+                    f"{self.command!r} exited with status {self.process.returncode}"
+                    f"{f' ({cause})' if cause else ''} before listening{self._stderr_tail()}"
                 )
             if time.monotonic() > deadline:
                 where = f"on {self.host}:{self.port}" if self.port else "(no 'listening on HOST:PORT' line)"
+                cause = self.exit_cause()
                 raise StartError(
-                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s; "
-                    f"check that it binds the port it is given{self._stderr_tail()}"
+                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s"
+                    f"{f' ({cause})' if cause else ''}; check that it binds the port it is given"
+                    f"{self._stderr_tail()}"
                 )
             try:  # sleeps, but wakes at once if the program exits
                 self.process.wait(timeout=POLL_INTERVAL)
             except subprocess.TimeoutExpired:
                 pass
+
+    def exit_cause(self) -> str | None:
+        """What a limit of the cgroup (a sandbox's memory or pids limit) did to the program
+        since it started, in words ("killed: out of memory (limit 1 GiB)"), or None."""
+        import resource
+
+        assert self.process is not None
+        returncode = self.process.poll()
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # what the program inherited
+        if returncode == -signal.SIGXFSZ and limit != resource.RLIM_INFINITY:
+            return f"killed: it wrote a file past the file size limit ({format_size(limit)})"
+        return cgroup.kill_cause(self._limits_at_start, cgroup.read_counters(), returncode)
 
     def send_signal(self, signum: int) -> None:
         assert self.process is not None
@@ -213,6 +233,26 @@ class ServerProcess:
             os.killpg(self.process.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def child_setup(nofile: int | None = None) -> Callable[[], None]:
+    """What a child of the lab does between fork and exec: die with its parent and, with
+    ``nofile``, run under that open-file limit. (Linux-only modules load here, when a
+    process is started, never on a host that only hands commands to the container.)"""
+    import resource
+
+    from lab import linux
+
+    parent = os.getpid()
+
+    def in_child() -> None:
+        linux.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody will signal us
+            os.kill(os.getpid(), signal.SIGKILL)
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    return in_child
 
 
 def request_stats(server: ServerProcess, stats_file: Path, timeout: float = 10.0) -> dict:

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 from lab import probes
-from lab.runner.submission import BenchmarkSpec
+from lab.process import child_setup
 from lab.runner.program import Program
+from lab.runner.submission import BenchmarkSpec
 
 SAMPLE_INTERVAL = 0.02  # how often the server's fds are listed while the client runs
 # A printed figure below this share of (requests / the client's whole run time) cannot be the
@@ -106,13 +107,14 @@ def run_benchmark(spec: BenchmarkSpec, server: Program, log_dir: Path) -> dict:
     seen: set[int] = set()
     seen_count = 0
     client_seconds = 0.0
+    client_results = log_dir / "client-results"
     with server.running(log_dir / "server") as process:
-        argv = spec.argv_for(process.host, process.port, log_dir / "client-results")
+        argv = spec.argv_for(process.host, process.port, client_results)
         before = _connections_on(process.port)  # the lab's own readiness check, if it made one
         client_started = time.monotonic()
         try:
             client = subprocess.Popen(argv, cwd=spec.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, stdin=subprocess.DEVNULL)
+                                      text=True, stdin=subprocess.DEVNULL, preexec_fn=child_setup())
         except OSError as error:
             status, output = None, f"cannot start {argv[0]}: {error.strerror}"
         else:
@@ -147,7 +149,8 @@ def run_benchmark(spec: BenchmarkSpec, server: Program, log_dir: Path) -> dict:
     else:
         summary = (f"{spec.connections} x {spec.requests} requests: {figure}, exit 0 in {seconds:.1f} s; "
                    f"the lab saw {seen_count:,} connection(s) to the server")
-    report_found = spec.report.is_file()
+    report = spec.report_in(client_results)
+    report_found = report.is_file()
     return {
         "passed": status == 0 and figure is not None and plausible,
         "summary": summary,
@@ -156,9 +159,9 @@ def run_benchmark(spec: BenchmarkSpec, server: Program, log_dir: Path) -> dict:
         "connections_seen": seen_count,
         "client_seconds": round(client_seconds, 3),
         "least_plausible": round(least, 1),
-        "report": spec.report.name,
+        "report": report.name,
         "report_found": report_found,
-        "table_rows": table_rows(spec.report.read_text(errors="replace")) if report_found else 0,
+        "table_rows": table_rows(report.read_text(errors="replace")) if report_found else 0,
     }
 
 
