@@ -4,9 +4,13 @@ Usage: ``python tests/faulty/server.py --fault NAME --port {port}``; prints
 ``listening on HOST:PORT`` like the reference servers, exits 2 with a message on bad options.
 
 Each fault is the reference server of one kind (lab/servers/) with ONE small override, so the
-program differs from a 100/100 server in exactly one behaviour and the grader must fail exactly
-the checklist item that behaviour serves. The table ``FAULTS`` says which item that is and
-why; tests/runner/test_faulty_grading.py grades every fault and checks it.
+program differs from a 100/100 server in exactly one behaviour and the grader must not pass
+exactly the checklist items that behaviour serves (one, or two where the behaviour has two
+faces, as dropping what send() did not take also means never arming EPOLLOUT). ``et-as-level``
+has no override at all: it is the edge-triggered reference graded as the level one. The table
+``FAULTS`` says which items, with which outcome (FAIL, or PASS with remark for a practice the
+assignment's letter does not want) and the words that name the cause;
+tests/runner/test_faulty_grading.py grades every fault and checks it.
 
 Why overrides of the references rather than separate little servers: a separate server would
 differ in many small ways (buffer sizes, error paths, what it does on EOF), and any of them
