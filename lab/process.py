@@ -152,6 +152,14 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.send_signal(signum)
 
+    def freeze(self) -> None:
+        """SIGSTOP the process group: the kernel keeps queueing for it (connections in the
+        backlog, bytes and FINs in socket buffers, signals) until ``thaw``."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
     def wait(self, timeout: float) -> int | None:
         """The exit status, or None if still running after ``timeout`` seconds."""
         assert self.process is not None
