@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from lab.errors import UsageError
+from lab.executable import start_error
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 POLL_INTERVAL = 0.02
@@ -79,7 +80,8 @@ class ServerProcess:
                     preexec_fn=lower_fd_limit if nofile else None,
                 )
             except OSError as error:
-                raise TargetError(f"cannot start {self.command!r}: {error.strerror}") from error
+                reason = start_error(error, self.argv[0], self.cwd)
+                raise TargetError(f"cannot start {self.command!r}: {reason}") from error
         return self
 
     def wait_listening(self) -> tuple[str, int]:

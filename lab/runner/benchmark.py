@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from lab.executable import start_error
 from lab.runner.submission import BenchmarkSpec
 from lab.runner.targets import Target
 
@@ -53,7 +54,7 @@ def run_benchmark(spec: BenchmarkSpec, server: Target, log_dir: Path) -> dict:
         except subprocess.TimeoutExpired as expired:  # subprocess.run killed it already
             status, output = None, _text(expired.stdout) + _text(expired.stderr)
         except OSError as error:
-            status, output = None, f"cannot start {argv[0]}: {error.strerror}"
+            status, output = None, f"cannot start {argv[0]}: {start_error(error, argv[0], spec.cwd)}"
     (log_dir / "client-output.txt").write_text(output)
     seconds = time.monotonic() - started
     figure = throughput(output)

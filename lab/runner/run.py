@@ -20,9 +20,10 @@ from pathlib import Path
 from lab.errors import UsageError
 from lab.runner import preflight
 from lab.runner.benchmark import run_benchmark
+from lab.runner.build import OUTPUT_FILE, BuildResult, BuildStep, resolve_command, run_build
 from lab.runner.checklist import BENCHMARK, CHECKLIST, Item, items_for, select_items
 from lab.runner.execute import run_scenario
-from lab.runner.grading import ItemResult, combine, grade_item, missing_program
+from lab.runner.grading import ItemResult, build_failed, combine, grade_item, missing_program
 from lab.runner.progress import Progress
 from lab.runner.report import RunDirectory, RunReport, junit_xml, results_json, scorecard_markdown
 from lab.runner.scenario import Scenario, check_needs, load_scenario
@@ -91,10 +92,11 @@ def grade_submission(
     progress: Progress | None = None,
     junit: str | Path | None = None,
 ) -> RunReport:
-    """Grade every program of a submission on the whole checklist (or ``only``)."""
+    """Build the submission if it has a build step, then grade every program of it on the whole
+    checklist (or ``only``). A failed build fails every item with its reason."""
     items = select_items(CHECKLIST, tuple(only))
     return _grade(submission.name, dict(submission.programs), items, (), submission.benchmark,
-                  results_dir, progress, junit, strict_start=False)
+                  results_dir, progress, junit, strict_start=False, build=submission.build)
 
 
 def _grade(
@@ -107,6 +109,7 @@ def _grade(
     progress: Progress | None,
     junit: str | Path | None,
     strict_start: bool,
+    build: BuildStep | None = None,
 ) -> RunReport:
     scenarios = load_scenarios(scenario_paths)
     explicit = bool(scenario_paths)
@@ -128,21 +131,31 @@ def _grade(
         for warning in warnings:
             progress.note(f"warning: {warning}")
 
+    build_argv = resolve_command(build.argv) if build is not None else None  # before any output
     started_wall, started = time.time(), time.monotonic()
     observations: dict[str, dict] = {}
     with RunDirectory(Path(results_dir), name) as run_dir:
-        for kind, target in programs.items():
-            if not plans[kind]:
-                continue
-            if progress is not None:
-                progress.begin_program(kind, " ".join(target.argv))
-            observations[kind] = _run_program(target, [scenarios[n] for n in plans[kind]],
-                                              run_dir.path / "logs" / kind, progress, strict_start)
-        if any(item.id == "bonus.benchmark" for item in items) and benchmark is not None:
-            observations[BENCHMARK] = {"benchmark": _run_benchmark(benchmark, programs, run_dir.path, progress)}
+        built = None
+        if build is not None:
+            built = _build(build, build_argv, run_dir.path, progress)
+            observations["build"] = {"build": built.to_json()}
+            if not built.ok:
+                warnings.append(f"{built.summary()}: see {OUTPUT_FILE}")
+        if built is None or built.ok:
+            for kind, target in programs.items():
+                if not plans[kind]:
+                    continue
+                if progress is not None:
+                    progress.begin_program(kind, " ".join(target.argv))
+                observations[kind] = _run_program(target, [scenarios[n] for n in plans[kind]],
+                                                  run_dir.path / "logs" / kind, progress, strict_start)
+            if any(item.id == "bonus.benchmark" for item in items) and benchmark is not None:
+                observations[BENCHMARK] = {"benchmark": _run_benchmark(benchmark, programs, run_dir.path, progress)}
+            results = {item.id: _result(item, observations) for item in items}
+        else:
+            results = {item.id: build_failed(item, built.summary()) for item in items}
         if progress is not None:
             progress.done()
-        results = {item.id: _result(item, observations) for item in items}
         report = RunReport(
             name=name,
             programs={kind: " ".join(target.argv) for kind, target in programs.items()},
@@ -155,12 +168,26 @@ def _grade(
         )
         if benchmark is not None:
             report.programs[BENCHMARK] = " ".join(benchmark.argv)
+        if build is not None:
+            report.programs["build"] = build.command
         run_dir.write("results.json", results_json(report))
         run_dir.write("scorecard.md", scorecard_markdown(report))
         report.run_dir = run_dir.commit()
     if junit is not None:
         _write_atomically(Path(junit), junit_xml(report))
     return report
+
+
+def _build(step: BuildStep, argv: list[str], run_dir: Path, progress: Progress | None) -> BuildResult:
+    if progress is not None:
+        progress.begin_program("build", step.command)
+    built = run_build(step, argv, run_dir / OUTPUT_FILE)
+    if progress is not None:
+        note = built.summary()
+        if not built.ok:
+            note += f"; its output ends:\n{built.tail()}"
+        progress.note(note)
+    return built
 
 
 def _run_program(target: Target, scenarios: list[Scenario], log_dir: Path,
