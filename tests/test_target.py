@@ -10,6 +10,7 @@ import json
 import os
 import select
 import signal
+import struct
 import sys
 import textwrap
 
@@ -169,3 +170,13 @@ def test_read_stats_is_none_for_a_missing_or_unfinished_file(tmp_path, content):
     if content is not None:
         stats_file.write_text(content)
     assert read_stats(stats_file) is None
+
+
+def test_a_binary_for_another_system_names_the_target_to_build_for(tmp_path):
+    program = tmp_path / "server"
+    program.write_bytes(struct.pack("<II", 0xFEEDFACF, 0x0100000C) + bytes(24))  # Mach-O, arm64
+    program.chmod(0o755)
+    with pytest.raises(TargetError, match=r"Exec format error: it is a macOS \(Mach-O\) executable "
+                                          r"for aarch64.*zig build -Dtarget=\w+-linux"):
+        with ServerProcess([str(program), "8080"]):
+            pass

@@ -71,12 +71,17 @@ class BuildResult:
                 "output": OUTPUT_FILE}
 
 
-def resolve_command(argv: tuple[str, ...] | list[str], which=shutil.which,
-                    has_module=lambda name: importlib.util.find_spec(name) is not None) -> list[str]:
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def resolve_command(argv: tuple[str, ...] | list[str], which=None, has_module=None) -> list[str]:
     """The argv to run: ``zig`` from PATH, else ``python -m ziglang``. Raises UsageError naming
-    the missing tool and how to get it."""
+    the missing tool and how to get it. ``which`` and ``has_module`` default to shutil.which
+    and ``installed``."""
+    which, has_module = which or shutil.which, has_module or installed
     program, *rest = argv
-    if which(program) is not None or "/" in program:
+    if "/" in program or which(program) is not None:
         return list(argv)
     if program == "zig":
         if has_module("ziglang"):
