@@ -338,8 +338,8 @@ pub const Log = struct {
         if (log.enabled) line("fd={d}: sent {d} bytes\n", .{ fd, count });
     }
 
-    pub fn closed(log: Log, fd: fd_t, reason: []const u8) void {
-        if (log.enabled) line("fd={d}: connection closed ({s})\n", .{ fd, reason });
+    pub fn closed(log: Log, fd: fd_t, reason: Reason) void {
+        if (log.enabled) line("fd={d}: connection closed ({f})\n", .{ fd, reason });
     }
 
     pub fn note(log: Log, comptime format: []const u8, args: anytype) void {
@@ -348,7 +348,7 @@ pub const Log = struct {
 
     fn line(comptime format: []const u8, args: anytype) void {
         var text: [256]u8 = undefined;
-        writeLine(std.fmt.bufPrint(&text, format, args) catch &text);
+        writeLine(std.fmt.bufPrint(&text, format, args) catch return);
     }
 };
 
@@ -359,9 +359,22 @@ pub fn nowMs() u64 {
     return @as(u64, @intCast(now.sec)) * 1000 + @as(u64, @intCast(now.nsec)) / std.time.ns_per_ms;
 }
 
-/// A reason for the log: "ECONNRESET" and the like.
-pub fn errnoName(err: linux.E) []const u8 {
-    return @tagName(err);
+/// Why a connection ended, for the log: words, or the errno that ended it ("ECONNRESET").
+pub const Reason = union(enum) {
+    text: []const u8,
+    errno: linux.E,
+
+    pub fn format(reason: Reason, writer: *std.Io.Writer) std.Io.Writer.Error!void {
+        switch (reason) {
+            .text => |text| try writer.writeAll(text),
+            .errno => |err| try writer.print("E{t}", .{err}),
+        }
+    }
+};
+
+test "a Reason names the errno as the kernel does" {
+    var text: [32]u8 = undefined;
+    try std.testing.expectEqualStrings("ECONNRESET", try std.fmt.bufPrint(&text, "{f}", .{Reason{ .errno = .CONNRESET }}));
 }
 
 test "parseDuration" {

@@ -158,17 +158,17 @@ pub const EdgeServer = struct {
 
     fn onConnectionEvent(server: *EdgeServer, conn: *Connection, events: u32) void {
         if (events & EPOLL.ERR != 0) { // a reset or an unreachable peer: recv() would only say so
-            server.close(conn, "socket error");
+            server.close(conn, .{ .text = "socket error" });
             return;
         }
         if (server.track_activity) server.touch(conn);
-        if (common.flush(conn, server.log)) |err| return server.close(conn, common.errnoName(err));
+        if (common.flush(conn, server.log)) |err| return server.close(conn, .{ .errno = err });
         // Read on every event, EPOLLOUT included: bytes left unread when the output cap paused
         // reading raise no new edge, so room freed by a flush must restart it.
         if (!conn.peer_closed) {
-            if (server.receive(conn, events)) |err| return server.close(conn, common.errnoName(err));
+            if (server.receive(conn, events)) |err| return server.close(conn, .{ .errno = err });
         }
-        if (conn.peer_closed and conn.out.pending().len == 0) return server.close(conn, "client closed");
+        if (conn.peer_closed and conn.out.pending().len == 0) return server.close(conn, .{ .text = "client closed" });
         const wanted: u32 = CONNECTION_EVENTS | @as(u32, if (conn.out.pending().len > 0) EPOLL.OUT else 0);
         if (wanted != conn.interest) {
             server.modify(conn.fd, wanted);
@@ -204,7 +204,7 @@ pub const EdgeServer = struct {
     }
 
     /// Close a connection: EPOLL_CTL_DEL, close(fd), free its buffer.
-    pub fn close(server: *EdgeServer, conn: *Connection, reason: []const u8) void {
+    pub fn close(server: *EdgeServer, conn: *Connection, reason: common.Reason) void {
         _ = server.connections.remove(conn.fd);
         // EPOLL_CTL_DEL before close(): afterwards the fd number means nothing.
         const err = common.epollCtl(server.epoll_fd, EPOLL.CTL_DEL, conn.fd, 0);

@@ -128,18 +128,18 @@ const LevelServer = struct {
 
     fn onConnectionEvent(server: *LevelServer, conn: *Connection, events: u32) void {
         if (events & EPOLL.ERR != 0) { // a reset or an unreachable peer: recv() would only say so
-            server.close(conn, "socket error");
+            server.close(conn, .{ .text = "socket error" });
             return;
         }
         // One recv() per event: if more is waiting, the next epoll_wait() says so again.
         if (events & (EPOLL.IN | EPOLL.HUP) != 0 and !conn.peer_closed and !conn.out.isFull()) {
             switch (common.receiveOnce(conn, server.log)) {
                 .bytes, .would_block, .eof => {},
-                .failed => |err| return server.close(conn, common.errnoName(err)),
+                .failed => |err| return server.close(conn, .{ .errno = err }),
             }
         }
-        if (common.flush(conn, server.log)) |err| return server.close(conn, common.errnoName(err));
-        if (conn.peer_closed and conn.out.pending().len == 0) return server.close(conn, "client closed");
+        if (common.flush(conn, server.log)) |err| return server.close(conn, .{ .errno = err });
+        if (conn.peer_closed and conn.out.pending().len == 0) return server.close(conn, .{ .text = "client closed" });
         // Read while there is room in the output buffer; watch EPOLLOUT only while output is
         // pending.
         var wanted: u32 = 0;
@@ -151,7 +151,7 @@ const LevelServer = struct {
         }
     }
 
-    fn close(server: *LevelServer, conn: *Connection, reason: []const u8) void {
+    fn close(server: *LevelServer, conn: *Connection, reason: common.Reason) void {
         _ = server.connections.remove(conn.fd);
         // EPOLL_CTL_DEL before close(): afterwards the fd number means nothing.
         const err = common.epollCtl(server.epoll_fd, EPOLL.CTL_DEL, conn.fd, 0);

@@ -130,7 +130,7 @@ const OneshotServer = struct {
                 // ENOMEM/ENOSPC (max_user_watches): refuse this client only
                 _ = server.remove(fd);
                 _ = linux.close(fd);
-                server.log.closed(fd, "cannot register");
+                server.log.closed(fd, .{ .text = "cannot register" });
                 conn.destroy(server.gpa);
             }
         }
@@ -139,15 +139,15 @@ const OneshotServer = struct {
 
     /// Runs in exactly one thread per event; ends by closing or re-arming the fd.
     fn handle(server: *OneshotServer, conn: *Connection, events: u32) void {
-        if (events & EPOLL.ERR != 0) return server.close(conn, "socket error");
+        if (events & EPOLL.ERR != 0) return server.close(conn, .{ .text = "socket error" });
         if (events & (EPOLL.IN | EPOLL.HUP) != 0 and !conn.peer_closed and !conn.out.isFull()) {
             switch (common.receiveOnce(conn, server.log)) {
                 .bytes, .would_block, .eof => {},
-                .failed => |err| return server.close(conn, common.errnoName(err)),
+                .failed => |err| return server.close(conn, .{ .errno = err }),
             }
         }
-        if (common.flush(conn, server.log)) |err| return server.close(conn, common.errnoName(err));
-        if (conn.peer_closed and conn.out.pending().len == 0) return server.close(conn, "client closed");
+        if (common.flush(conn, server.log)) |err| return server.close(conn, .{ .errno = err });
+        if (conn.peer_closed and conn.out.pending().len == 0) return server.close(conn, .{ .text = "client closed" });
         var wanted: u32 = EPOLL.ONESHOT;
         if (!conn.peer_closed and !conn.out.isFull()) wanted |= EPOLL.IN;
         if (conn.out.pending().len > 0) wanted |= EPOLL.OUT;
@@ -155,7 +155,7 @@ const OneshotServer = struct {
         server.modify(conn.fd, wanted); // re-arm: EPOLLONESHOT disabled the fd when it fired
     }
 
-    fn close(server: *OneshotServer, conn: *Connection, reason: []const u8) void {
+    fn close(server: *OneshotServer, conn: *Connection, reason: common.Reason) void {
         _ = server.remove(conn.fd); // before close(): the number may be reused at once
         const err = common.epollCtl(server.epoll_fd, EPOLL.CTL_DEL, conn.fd, 0);
         if (err != .SUCCESS) common.fatal("epoll_ctl(DEL)", err);

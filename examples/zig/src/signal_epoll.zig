@@ -112,6 +112,6 @@ fn beginDrain(server: *EdgeServer, signo: u32) void {
 fn finishIfFlushed(server: *EdgeServer, conn: *Connection) void {
     if (conn.out.pending().len > 0 or conn.write_side_closed) return;
     const err = linux.errno(linux.shutdown(conn.fd, linux.SHUT.WR));
-    if (err != .SUCCESS) return server.close(conn, common.errnoName(err));
+    if (err != .SUCCESS) return server.close(conn, .{ .errno = err });
     conn.write_side_closed = true;
 }

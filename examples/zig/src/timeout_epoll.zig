@@ -75,7 +75,7 @@ fn closeIdle(server: *EdgeServer, idle_timeout_ms: u64) void {
         const idle_ms = now - conn.last_active_ms;
         if (idle_ms < idle_timeout_ms) return;
         var reason: [48]u8 = undefined;
-        server.close(conn, std.fmt.bufPrint(&reason, "idle for {d} ms", .{idle_ms}) catch "idle");
+        server.close(conn, .{ .text = std.fmt.bufPrint(&reason, "idle for {d} ms", .{idle_ms}) catch "idle" });
     }
 }
 
