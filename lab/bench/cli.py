@@ -23,12 +23,13 @@ import time
 from pathlib import Path
 
 from lab.bench import platform_info, plots
-from lab.bench.limits import fd_limit_needed, raise_fd_limit
+from lab.bench.limits import fd_limit_needed
 from lab.bench.report import RunRecord, markdown, summarize, table, write_reports
 from lab.bench.session import Plan, run_plan
 from lab.bench.targets import TARGETS, command_target, parse_target_names, unavailable
 from lab.bench.workload import WORKLOADS, BenchFailure, Workload
 from lab.errors import UsageError
+from lab.host import raise_fd_limit
 from lab.units import parse_duration, parse_size
 
 DEFAULT_CONNECTIONS = 100  # the assignment's benchmark_epoll defaults

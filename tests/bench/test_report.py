@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from lab.bench.platform_info import container_kind, describe, parse_cpu_model
+from lab.bench.platform_info import describe, parse_cpu_model
+from lab.host import container_kind
 from lab.bench.report import bottleneck, cpu_split, markdown, run_record, summarize, table, write_reports
 from lab.bench.targets import Snapshot, parse_schedstat, parse_strace_summary
 from lab.bench.workload import Measurement, Workload
