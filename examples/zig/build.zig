@@ -1,5 +1,5 @@
 //! `zig build` puts the six programs of the assignment in zig-out/bin/;
-//! `zig build test` runs the unit tests of the shared code.
+//! `zig build test` runs the unit tests.
 //! Built for Linux only: the servers call epoll, timerfd and signalfd through std.os.linux.
 //! On macOS or Windows, build for the lab's container with -Dtarget=x86_64-linux (or
 //! aarch64-linux on an ARM machine).
@@ -34,13 +34,16 @@ pub fn build(b: *std.Build) void {
         b.installArtifact(exe);
     }
 
-    const tests = b.addTest(.{
-        .root_module = b.createModule(.{
-            .root_source_file = b.path("src/common.zig"),
-            .target = target,
-            .optimize = optimize,
-        }),
-    });
+    // The unit tests: the shared code and the benchmark's message builder.
     const test_step = b.step("test", "Run the unit tests");
-    test_step.dependOn(&b.addRunArtifact(tests).step);
+    for ([_][]const u8{ "common", "benchmark_epoll" }) |name| {
+        const tests = b.addTest(.{
+            .root_module = b.createModule(.{
+                .root_source_file = b.path(b.fmt("src/{s}.zig", .{name})),
+                .target = target,
+                .optimize = optimize,
+            }),
+        });
+        test_step.dependOn(&b.addRunArtifact(tests).step);
+    }
 }
