@@ -194,10 +194,9 @@ def _build(path: Path, value: object, base: Path) -> BuildStep:
         raise SubmissionError(f"{path}: field 'build': the command that builds the programs, "
                               "e.g. build = 'zig build -Doptimize=ReleaseSafe'")
     try:
-        argv = shlex.split(value)
-    except ValueError as error:
+        return BuildStep(split_command(value), base)
+    except UsageError as error:
         raise SubmissionError(f"{path}: field 'build': {error}") from None
-    return BuildStep(tuple(argv), base)
 
 
 def _benchmark(path: Path, value: object, base: Path) -> BenchmarkSpec:

@@ -60,7 +60,7 @@ def test_a_submission_names_one_command_per_program(tmp_path):
         ('[benchmark]\ncmd = "./b"\nconnections = 0\n', "[benchmark] field 'connections'"),
         ('build = ""\n[edge]\ncmd = "./e {port}"\n', "field 'build'"),
         ('build = ["zig", "build"]\n[edge]\ncmd = "./e {port}"\n', "field 'build'"),
-        ('build = "zig \'build"\n[edge]\ncmd = "./e {port}"\n', "field 'build': No closing quotation"),
+        ('build = "zig \'build"\n[edge]\ncmd = "./e {port}"\n', "field 'build': cannot split the command"),
     ],
 )
 def test_a_broken_submission_names_file_section_and_field(tmp_path, text, message):
