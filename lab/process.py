@@ -26,9 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab import probes
+from lab import cgroup, probes
 from lab.errors import UsageError
 from lab.executable import start_error
+from lab.units import format_size
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 POLL_INTERVAL = 0.02
@@ -66,6 +67,7 @@ class ServerProcess:
         self.stdout_path = self.log_dir / "stdout.txt"
         self.stderr_path = self.log_dir / "stderr.txt"
         self.process: subprocess.Popen | None = None
+        self._limits_at_start = cgroup.CgroupCounters()
 
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> ServerProcess:
@@ -75,6 +77,7 @@ class ServerProcess:
         def lower_fd_limit() -> None:  # runs in the child between fork and exec
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
+        self._limits_at_start = cgroup.read_counters()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             try:
                 self.process = subprocess.Popen(
@@ -114,20 +117,33 @@ class ServerProcess:
                     self.host = host
                     return self.host, self.port
             if self.process.poll() is not None:
+                cause = self.exit_cause()
                 raise StartError(
-                    f"{self.command!r} exited with status {self.process.returncode} before "
-                    f"listening{self._stderr_tail()}"
+                    f"{self.command!r} exited with status {self.process.returncode}"
+                    f"{f' ({cause})' if cause else ''} before listening{self._stderr_tail()}"
                 )
             if time.monotonic() > deadline:
                 where = f"on {self.host}:{self.port}" if self.port else "(no 'listening on HOST:PORT' line)"
+                cause = self.exit_cause()
                 raise StartError(
-                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s; "
-                    f"check that it binds the port it is given{self._stderr_tail()}"
+                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s"
+                    f"{f' ({cause})' if cause else ''}; check that it binds the port it is given"
+                    f"{self._stderr_tail()}"
                 )
             try:  # sleeps, but wakes at once if the program exits
                 self.process.wait(timeout=POLL_INTERVAL)
             except subprocess.TimeoutExpired:
                 pass
+
+    def exit_cause(self) -> str | None:
+        """What a limit of the cgroup (a sandbox's memory or pids limit) did to the program
+        since it started, in words ("killed: out of memory (limit 1 GiB)"), or None."""
+        assert self.process is not None
+        returncode = self.process.poll()
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # what the program inherited
+        if returncode == -signal.SIGXFSZ and limit != resource.RLIM_INFINITY:
+            return f"killed: it wrote a file past the file size limit ({format_size(limit)})"
+        return cgroup.kill_cause(self._limits_at_start, cgroup.read_counters(), returncode)
 
     def send_signal(self, signum: int) -> None:
         assert self.process is not None

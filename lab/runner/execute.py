@@ -85,6 +85,7 @@ def _note_death(context: Context, run: dict, when: str) -> None:
     if status is not None and run["died_in_step"] is None and context.signalled_at is None:
         run["died_in_step"] = when
         run["exit_status"] = status
+        run["exit_cause"] = context.server.exit_cause()
 
 
 # -- the actions -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import host
+from lab import cgroup, host
 from lab.errors import UsageError
 from lab.runner import preflight
 from lab.runner.benchmark import run_benchmark
@@ -141,6 +141,7 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
 
     build_argv = resolve_command(grade.build.argv) if grade.build is not None else None  # before any output
     started_wall, started = time.time(), time.monotonic()
+    limits_before = cgroup.read_counters()
     with RunDirectory(output.results_dir, grade.name) as run_dir:
         built = _build(grade.build, build_argv, run_dir.path, progress) if grade.build is not None else None
         if built is None or built.ok:
@@ -152,6 +153,10 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
             warnings.append(f"{built.summary()}: see {OUTPUT_FILE}")
         if built is not None:
             observations["build"] = {"build": built.to_json()}
+        # In a sandbox, a fork refused by its pids limit shows in no exit status: say so.
+        refused = cgroup.kill_cause(limits_before, cgroup.read_counters(), None)
+        if refused:
+            warnings.append(refused)
         report = RunReport(
             name=grade.name,
             programs={kind: " ".join(program.argv) for kind, program in grade.programs.items()},
