@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from lab.cli import main
 from lab.errors import UsageError
 from lab.runner import build as build_module
 from lab.runner.build import BuildResult, BuildStep, resolve_command, run_build
 from lab.runner.checklist import CHECKLIST
-from lab.runner.cli import grade_command
 from lab.runner.run import grade_submission
 from lab.runner.submission import load_submission
 
@@ -111,7 +111,7 @@ def test_lab_grade_without_any_zig_is_a_usage_error_and_writes_nothing(tmp_path,
     path.write_text("build = 'zig build'\n[edge]\ncmd = './zig-out/bin/edge {port}'\n")
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(build_module, "installed", lambda module: False)
-    args = type("Args", (), {"submission": path, "only": [], "results": tmp_path / "results", "junit": None})
-    with pytest.raises(UsageError, match="the build needs `zig`"):
-        grade_command(args)
+    status = main(["grade", str(path), "--results", str(tmp_path / "results")])
+    assert status == 2
+    assert "the build needs `zig`: it is not on PATH" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
