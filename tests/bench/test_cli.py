@@ -78,7 +78,7 @@ def test_all_targets():
         (["--target", "edge", "-c", ","], "at least one number"),
         (["--target", "edge", "-c", "1,2,3", "-n", "5,6"], "one per count"),
         (["--target", "edge", "--size", "lots"], "--size"),
-        (["--target", "edge", "--size", "0"], "at least 1 byte"),
+        (["--target", "edge", "--size", "0"], "--size must be greater than 0 bytes"),
         (["--target", "edge", "--rate", "fast"], "--rate must be a number"),
         (["--target", "edge", "--rate", "0"], "greater than 0"),
         (["--target", "edge", "--rate", "100", "--pipeline", "4"], "drop --pipeline"),

@@ -53,7 +53,10 @@ def test_summary_is_the_median_over_repeats_with_its_spread():
     [result] = summarize(edge_runs(), PLATFORM)
     assert result["target"] == "edge" and result["workload"] == "pingpong" and result["repeats"] == 3
     assert result["req_per_s"] == pytest.approx(1000.0)  # rates 1000, 800, 1250
-    assert result["req_per_s_spread"] == pytest.approx({"min": 800.0, "max": 1250.0, "relative": 0.45})
+    assert result["req_per_s_spread"] == pytest.approx({"min": 800.0, "max": 1250.0, "relative": 0.45,
+                                                         "ci_low": 800.0, "ci_high": 1250.0, "ci_level": 0.75})
+    assert result["unsteady"] == {"req_per_s": pytest.approx(0.45)}  # 45 % > 10 %
+    assert result["pinning"] is None  # the made-up runs say nothing about CPUs
     assert result["server_cpu"]["user_us_per_op"] == pytest.approx(200.0)
     assert result["server_cpu"]["system_us_per_op"] == pytest.approx(600.0)
     assert result["counters_per_op"]["epoll_waits"] == pytest.approx(0.1)
