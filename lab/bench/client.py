@@ -16,8 +16,8 @@ server it measures. What that means here, and why each choice was made:
   is "from the write() of the request to the epoll_wait() that reported its reply".
 - State lives in a small slotted record per connection, found by fd in a list, not a dict.
 
-Workloads: ``pingpong`` (N connections x M requests, closed-loop, optionally pipelined or
-open-loop at ``rate``), ``stream`` (each connection sends ``stream_bytes`` and reads them back,
+Workloads: ``pingpong`` (N connections x M requests, or for ``duration`` seconds, closed-loop,
+optionally pipelined or open-loop at ``rate``), ``stream`` (each connection sends ``stream_bytes`` and reads them back,
 verified), ``connect`` (a burst of N connects, each proven by one echo, then closed). The
 connection set-up and the warm-up happen in :meth:`LoadClient.prepare`, outside the measured
 window; :meth:`LoadClient.measure` is the measured part.

@@ -9,6 +9,11 @@ One measured run: start the server, let the client connect and warm up, read the
 (CPU, counters), run the measured window, read the server again while every connection is
 still open (CPU, counters, memory), then close everything. With ``--strace`` one more run per
 target and workload is traced after the timed repeats; it supplies syscall counts only.
+
+With ``--pin`` (the default on two CPUs or more) this process, the client, runs on the
+client's CPUs for the whole session, and each server is started on the server's CPUs
+(pinning.py says how and why); each run records the CPUs both sides could use, read back from
+the kernel, so the report states what happened rather than what was asked for.
 """
 
 from __future__ import annotations

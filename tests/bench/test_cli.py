@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lab.bench.cli import build_gate, build_plan, parse_counts
+from lab.bench.options import build_gate, build_plan, parse_counts
 from lab.bench.pinning import default_pinning
 from lab.cli import build_parser, main
 from lab.errors import UsageError
