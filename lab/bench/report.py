@@ -309,7 +309,11 @@ def _counter(key: str, digits: int = 2):
 
 
 def _throughput(key: str, digits: int = 0):
-    return lambda r: f"{_num(r[key], digits)} ±{r[key + '_spread']['relative'] * 100:.0f}%{_flag(r, key)}"
+    def cell(r: dict) -> str:
+        if r["repeats"] < 2:  # one run has no spread: "±0%" would claim a steadiness nobody saw
+            return _num(r[key], digits)
+        return f"{_num(r[key], digits)} ±{r[key + '_spread']['relative'] * 100:.0f}%{_flag(r, key)}"
+    return cell
 
 
 # Rules as data: the columns of each workload's table (header, cell).
