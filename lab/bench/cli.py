@@ -26,7 +26,8 @@ from lab.bench import platform_info, plots
 from lab.bench.limits import raise_fd_limit
 from lab.bench.options import (DEFAULT_CONNECTIONS, DEFAULT_MAX_REGRESSION, DEFAULT_REPEATS_WITH_TARGETS,
                                DEFAULT_REQUESTS, DEFAULT_TIMED_WARMUP, build_gate, build_plan, fd_need)
-from lab.bench.report import RunRecord, markdown, pinning_line, summarize, table, unsteady_notes, write_reports
+from lab.bench.report import (RunRecord, busy_notes, markdown, pinning_line, summarize, table, unsteady_notes,
+                              write_reports)
 from lab.bench.session import Plan, run_plan
 from lab.bench.targets import TARGETS
 from lab.bench.workload import WORKLOADS, BenchFailure
@@ -139,7 +140,7 @@ def run_bench(args: argparse.Namespace) -> int:
     else:
         failure = None
     results = summarize(runs, platform)
-    notes += _bound_notes(results) + unsteady_notes(results)
+    notes += _bound_notes(results) + unsteady_notes(results) + busy_notes(results, platform["cpus_usable"])
     if not plan.external and platform["cpus_usable"] <= 2:
         notes.append(f"the machine has {platform['cpus_usable']} usable CPU(s); {pinning_line(results)}: "
                      "read the 'bound' column and the CPU per request")

@@ -387,6 +387,20 @@ def unsteady_notes(results: list[dict]) -> list[str]:
     return notes
 
 
+def busy_notes(results: list[dict], cpus: int) -> list[str]:
+    """A note when other programs' load reached the machine's CPU count during the runs: then
+    throughput says how much CPU the server was given, not what it can do."""
+    loads = [run["load_1min"] for r in results for run in r["runs"] if run.get("load_1min") is not None]
+    if not loads or max(loads) < cpus:
+        return []
+    pinned = " Pinned, neither side can move away from that load to an idler CPU." if any(
+        r.get("pinning") for r in results) else ""
+    return [f"BUSY MACHINE: the 1-minute load average reached {max(loads):.1f} on {cpus} CPU(s) during the runs: "
+            "other programs took CPU time from the server and the client (see the server CPU column), so "
+            "throughput shows what they were given; compare the CPU per request, and rerun on a quiet "
+            f"machine for throughput.{pinned}"]
+
+
 def table(results: list[dict], workload: str, fmt: str = "github") -> str:
     rows = [r for r in results if r["workload"] == workload]
     columns = COLUMNS[workload]

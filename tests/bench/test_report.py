@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lab.bench.platform_info import container_kind, describe, parse_cpu_model
-from lab.bench.report import (bottleneck, cpu_split, markdown, pinning_line, run_record, summarize, table,
+from lab.bench.report import (bottleneck, busy_notes, cpu_split, markdown, pinning_line, run_record, summarize, table,
                               unsteady_notes, write_reports)
 from lab.bench.targets import Snapshot, parse_schedstat, parse_strace_summary
 from lab.bench.workload import Measurement, Workload
@@ -112,6 +112,16 @@ def test_an_unsteady_result_is_flagged_and_explained():
     # Negative control: repeats within 10 % carry no flag and no note.
     steady = [run for run in edge_runs() if run.elapsed_s == 1.0] * 3
     assert unsteady_notes(summarize(steady, PLATFORM)) == [] and "⚠" not in table(summarize(steady, PLATFORM), "pingpong")
+
+
+@pytest.mark.parametrize(("load", "noted"), [(1.5, False), (2.0, True), (9.7, True)])
+def test_a_busy_machine_is_named(load, noted):
+    runs = edge_runs()
+    runs[1].load_1min = load
+    notes = busy_notes(summarize(runs, PLATFORM), cpus=2)
+    assert bool(notes) is noted
+    if noted:
+        assert notes[0].startswith(f"BUSY MACHINE: the 1-minute load average reached {load:.1f} on 2 CPU(s)")
 
 
 def test_pinning_is_stated_only_when_every_run_was_pinned():
