@@ -1,20 +1,20 @@
 """The ``lab`` command: ``serve``, ``run``, ``grade`` and ``bench``.
 
-Each subcommand lives beside the code it drives and registers itself here through a
-``register(subparsers)`` function; its handler takes the parsed arguments and returns the exit
+Each subcommand lives beside the code it drives (``lab.servers.cli``, ``lab.runner.cli``,
+``lab.bench.cli``) and registers itself here through a ``register(subparsers)`` function; its handler takes the parsed arguments and returns the exit
 status. A ``UsageError`` anywhere becomes one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from lab import __version__
+from lab.bench import cli as bench_cli
 from lab.errors import UsageError
-
-SUBCOMMAND_MODULES = ("lab.servers.cli", "lab.runner.cli", "lab.bench.cli")
+from lab.runner import cli as runner_cli
+from lab.servers import cli as servers_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run this command inside the lab's container image (the default where epoll is missing)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in SUBCOMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    for subcommand in (servers_cli, runner_cli, bench_cli):
+        subcommand.register(subparsers)
     return parser
 
 

@@ -1,7 +1,7 @@
 """Fixtures shared by every test module: the servers under test and the sockets that talk to them.
 
 Each fixture owns what it opens. ``serve`` starts ``python -m lab serve KIND --port 0`` in its
-own session through ``lab.target.ServerProcess`` and always stops it (its process group is
+own session through ``lab.process.ServerProcess`` and always stops it (its process group is
 killed if SIGTERM is not enough); ``clients`` hands out client sockets and closes every one of
 them at teardown, so a test that fails half-way leaks nothing (``filterwarnings = error`` would
 turn a leaked socket into a failure anyway). Servers bind port 0 and report the port they got,
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.target import ServerProcess, read_stats, request_stats
+from lab.process import ServerProcess, read_stats, request_stats
 
 # How long any single step may take before the test fails instead of hanging. Generous: the
 # quick tier shares two cores with other developers' tests.

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 from lab.bench import platform_info, plots
-from lab.bench.limits import raise_fd_limit
 from lab.bench.options import (DEFAULT_CONNECTIONS, DEFAULT_MAX_REGRESSION, DEFAULT_REPEATS_WITH_TARGETS,
                                DEFAULT_REQUESTS, DEFAULT_TIMED_WARMUP, build_gate, build_plan, fd_need)
 from lab.bench.report import (RunRecord, busy_notes, markdown, pinning_line, summarize, table, unsteady_notes,
@@ -31,6 +30,8 @@ from lab.bench.report import (RunRecord, busy_notes, markdown, pinning_line, sum
 from lab.bench.session import Plan, run_plan
 from lab.bench.targets import TARGETS
 from lab.bench.workload import WORKLOADS, BenchFailure
+from lab.host import raise_fd_limit
+
 # Exit statuses (documented in --help).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
 DESCRIPTION = """\

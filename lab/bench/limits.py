@@ -1,12 +1,8 @@
-"""The two host limits that decide how many connections one client can open.
+"""The two host limits that decide how many connections one client can open: fds (raised with
+``lab.host.raise_fd_limit`` to what the run needs) and source ports.
 
 Facts, then what they mean for the bench:
 
-- Every connection is an fd. RLIMIT_NOFILE's soft limit may be raised by any process up to its
-  hard limit; only root can raise the hard limit. A child started later (the server under
-  test) inherits the raised soft limit. So the bench raises its own soft limit to what the run
-  needs before it starts any server, and when even the hard limit is too low it stops with a
-  message that says how to raise it, instead of failing half-way with EMFILE.
 - A TCP connection is the 4-tuple (source address, source port, destination address,
   destination port). connect() without bind() picks the source port from
   ``/proc/sys/net/ipv4/ip_local_port_range`` (32768-60999 by default, 28,232 ports), so one
@@ -22,13 +18,11 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import resource
 import socket
 
 from lab.errors import UsageError
+from lab.host import local_port_range
 
-PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
-DEFAULT_PORT_RANGE = (32768, 60999)
 # Ports to leave free per source address: TIME_WAIT leftovers of earlier runs, other programs.
 PORT_RESERVE = 2048
 # fds a client process needs besides its connections: epoll, pipes, stdio, imported modules.
@@ -36,18 +30,9 @@ FD_MARGIN = 64
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # <linux/in.h>
 
 
-def parse_port_range(text: str) -> tuple[int, int]:
-    low, high = (int(word) for word in text.split())
-    return low, high
-
-
 def ports_per_address() -> int:
     """How many connections one source address may hold to one server, with a reserve."""
-    try:
-        with open(PORT_RANGE_FILE) as f:
-            low, high = parse_port_range(f.read())
-    except (OSError, ValueError):
-        low, high = DEFAULT_PORT_RANGE
+    low, high = local_port_range()
     return max(1, high - low + 1 - PORT_RESERVE)
 
 
@@ -80,25 +65,3 @@ def bind_source(sock: socket.socket, address: str) -> None:
 
 def fd_limit_needed(connections_per_process: int) -> int:
     return connections_per_process + FD_MARGIN
-
-
-def check_fd_limit(needed: int, soft: int, hard: int) -> int:
-    """The soft limit to set (never lower than now); UsageError when ``hard`` is too low."""
-    if hard != resource.RLIM_INFINITY and needed > hard:
-        raise UsageError(
-            f"this run needs about {needed} open files per process but the hard limit "
-            f"(RLIMIT_NOFILE) is {hard}: raise it (as root: ulimit -Hn {needed}; in Docker: "
-            f"--ulimit nofile={needed}:{needed}) or use fewer connections"
-        )
-    if soft == resource.RLIM_INFINITY:
-        return soft
-    return max(soft, needed)
-
-
-def raise_fd_limit(needed: int) -> int:
-    """Raise this process's soft RLIMIT_NOFILE to at least ``needed``; return the new value."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = check_fd_limit(needed, soft, hard)
-    if target != soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return target

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
-from pathlib import Path
 
-from lab.bench.limits import PORT_RANGE_FILE
-
-CONTAINER_MARKERS = (("/.dockerenv", "docker"), ("/run/.containerenv", "podman"))
-CGROUP_WORDS = ("docker", "kubepods", "containerd", "libpod", "lxc")
+from lab import host
 
 
 def parse_cpu_model(cpuinfo: str) -> str:
@@ -29,49 +24,25 @@ def parse_cpu_model(cpuinfo: str) -> str:
     return "unknown"
 
 
-def container_kind(existing_files: set[str], cgroup_text: str, env: dict[str, str]) -> str | None:
-    """"docker", "podman", another runtime's name from ``$container``, or None on the host."""
-    for path, kind in CONTAINER_MARKERS:
-        if path in existing_files:
-            return kind
-    if env.get("container"):
-        return env["container"]
-    for word in CGROUP_WORDS:
-        if word in cgroup_text:
-            return word
-    return None
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-
-
 def collect() -> dict:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, hard = host.nofile_limit()
     try:
         import uvloop
         uvloop_version = uvloop.__version__
     except ImportError:
         uvloop_version = None
     return {
-        "cpu_model": parse_cpu_model(_read("/proc/cpuinfo")),
+        "cpu_model": parse_cpu_model(host.read_text("/proc/cpuinfo")),
         "cpus_online": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "kernel": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "uvloop": uvloop_version,
-        "container": container_kind(
-            {path for path, _ in CONTAINER_MARKERS if os.path.exists(path)},
-            _read("/proc/1/cgroup"),
-            dict(os.environ),
-        ),
+        "container": host.in_container(),
         "load_average_before": [round(load, 2) for load in os.getloadavg()],
         "nofile_limit": [soft, hard],
-        "ephemeral_ports": _read(PORT_RANGE_FILE).split(),
+        "ephemeral_ports": list(host.local_port_range()),
     }
 
 

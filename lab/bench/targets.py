@@ -3,7 +3,7 @@ them while the client runs.
 
 Targets are data (:data:`TARGETS`): a name, the command that starts it, and whether it keeps
 the lab's counters (``--stats-file`` + SIGUSR1). Every target is started fresh for each
-measured run with :class:`lab.target.ServerProcess`, which also stops it whatever happens.
+measured run with :class:`lab.process.ServerProcess`, which also stops it whatever happens.
 
 What the bench reads from a running target, and where from:
 
@@ -29,7 +29,6 @@ import select
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,8 @@ from pathlib import Path
 from lab import probes
 from lab.bench.pinning import running_on
 from lab.errors import UsageError
-from lab.target import ServerProcess, request_stats
+from lab.host import free_port
+from lab.process import ServerProcess, request_stats
 
 PYTHON = sys.executable
 STRACE_ATTACH_TIMEOUT = 10.0
@@ -127,15 +127,6 @@ def unavailable(target: Target) -> str | None:
         except ImportError:
             return f"{target.name} skipped: {target.needs_module} is not installed (pip install 'epoll-lab[uvloop]')"
     return None
-
-
-def free_port(host: str) -> int:
-    """A port nobody listens on right now (for commands that need one named up front; another
-    program could take it before the server binds it, which the start-up would then report)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(slots=True, frozen=True)

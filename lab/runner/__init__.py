@@ -1,37 +1,17 @@
-"""The scenario runner and checklist grader.
+"""The scenario runner and checklist grader (``lab run``, ``lab grade``).
 
-Public API (stable; see also ``lab run`` and ``lab grade``)::
+The modules, from the rules to the wire: ``checklist`` (the rubric as data), ``scenario``
+(the workload schema and its validation), ``grading`` (pure judges), ``report`` (scorecard,
+results.json, JUnit, the atomic results folder); ``program`` (what is graded and how it is
+started), ``clients`` (the epoll clients), ``evidence`` (/proc readings), ``execute`` (one
+scenario against a fresh instance), ``run`` (whole grades), ``submission``, ``preflight``,
+``progress``, ``benchmark`` and ``cli``.
 
-    from lab.runner import Target, grade_target
+Public API::
 
-    report = grade_target(Target.builtin("edge"), only=("edge",), results_dir=tmp_path)
+    from lab.runner.program import Program
+    from lab.runner.run import grade_program
+
+    report = grade_program(Program.builtin("edge"), only=("edge",), results_dir=tmp_path)
     report.results["edge.drains"].passed, report.failed_ids(), report.score, report.run_dir
-
-The names are imported on first use: ``lab serve`` imports this package (for ``lab.runner.cli``)
-every time a server starts, and should not pay for the runner's modules.
 """
-
-import importlib
-
-_EXPORTS = {
-    "CHECKLIST": "lab.runner.checklist",
-    "Item": "lab.runner.checklist",
-    "ItemResult": "lab.runner.grading",
-    "RunReport": "lab.runner.report",
-    "grade_submission": "lab.runner.run",
-    "grade_target": "lab.runner.run",
-    "load_scenarios": "lab.runner.run",
-    "Submission": "lab.runner.submission",
-    "load_submission": "lab.runner.submission",
-    "reference": "lab.runner.submission",
-    "Target": "lab.runner.targets",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'lab.runner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value

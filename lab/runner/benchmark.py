@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from lab.runner.submission import BenchmarkSpec
-from lab.runner.targets import Target
+from lab.runner.program import Program
 
 THROUGHPUT = re.compile(r"([\d][\d,.]*)\s*(?:req(?:uests)?/s|rps)\b", re.IGNORECASE)
 TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
@@ -40,7 +40,7 @@ def throughput(output: str) -> str | None:
     return f"{found[-1]} req/s" if found else None
 
 
-def run_benchmark(spec: BenchmarkSpec, server: Target, log_dir: Path) -> dict:
+def run_benchmark(spec: BenchmarkSpec, server: Program, log_dir: Path) -> dict:
     """Start ``server``, run the client against it with a deadline, read the report."""
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

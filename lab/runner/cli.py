@@ -77,12 +77,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _target(args: argparse.Namespace):
-    from lab.runner.targets import Target
+    from lab.runner.program import Program
 
     if args.cmd is not None:
         if args.kind is None:
             raise UsageError("--cmd needs --as KIND (level, edge, oneshot, timeout or graceful)")
-        return Target.command(args.cmd, kind=args.kind, port=args.port, idle_timeout=args.idle_timeout,
+        return Program.command(args.cmd, kind=args.kind, port=args.port, idle_timeout=args.idle_timeout,
                               tick=args.tick, drain_timeout=args.drain_timeout, cwd=Path.cwd())
     if args.target is None:
         raise UsageError("say what to run against: --target KIND, or --cmd 'COMMAND {port}' --as KIND (or --list)")
@@ -90,17 +90,17 @@ def _target(args: argparse.Namespace):
                         ("--tick", args.tick), ("--drain-timeout", args.drain_timeout)):
         if value is not None:
             raise UsageError(f"{flag} goes with --cmd, not with --target")
-    return Target.builtin(args.target)
+    return Program.builtin(args.target)
 
 
 def run_command(args: argparse.Namespace) -> int:
     from lab.runner.progress import Progress
-    from lab.runner.run import grade_target, load_scenarios
+    from lab.runner.run import grade_program, load_scenarios
 
     if args.list:
         print(listing(load_scenarios(args.scenarios)))
         return 0
-    report = grade_target(_target(args), args.only, results_dir=args.results, progress=Progress(),
+    report = grade_program(_target(args), args.only, results_dir=args.results, progress=Progress(),
                           scenarios=args.scenarios, junit=args.junit)
     return _print(report)
 

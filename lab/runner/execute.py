@@ -21,11 +21,11 @@ from pathlib import Path
 
 from lab.runner import evidence
 from lab.runner.scenario import Scenario, Step
-from lab.runner.targets import Target
-from lab.runner.workload import (
+from lab.runner.program import Program
+from lab.runner.clients import (
     CAUGHT_UP, EOF, HOST, SENT, Client, connect_clients, pattern_bytes, pump, shut_write,
 )
-from lab.target import ServerProcess
+from lab.process import ServerProcess
 
 # Called before each step with (scenario, step, clients open now): the live progress line.
 StepCallback = Callable[[Scenario, Step, int], None]
@@ -36,7 +36,7 @@ HALF_CLOSE_EOF_WAIT = 1.0
 @dataclass(slots=True)
 class Context:
     scenario: Scenario
-    target: Target
+    target: Program
     server: ServerProcess
     observations: dict = field(default_factory=dict)
     groups: dict[str, list[Client]] = field(default_factory=dict)
@@ -56,8 +56,8 @@ class Context:
                 client.close()
 
 
-def run_scenario(scenario: Scenario, target: Target, log_dir: Path, progress: StepCallback | None = None) -> dict:
-    """Start the target, run every step, stop the target; raise TargetError only if it never
+def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: StepCallback | None = None) -> dict:
+    """Start the target, run every step, stop the target; raise StartError only if it never
     listened."""
     run: dict = {"died_in_step": None, "exit_status": None, "status": None}
     with target.running(log_dir, nofile=scenario.nofile) as server:
@@ -67,7 +67,7 @@ def run_scenario(scenario: Scenario, target: Target, log_dir: Path, progress: St
             for step in scenario.steps:
                 if progress is not None:
                     progress(scenario, step, context.open_clients())
-                measured = ACTIONS[step.action](context, step)
+                measured = PERFORM[step.action](context, step)
                 if step.save:
                     observations[step.save] = measured
                 _note_death(context, run, f"step {step.index} ({step.describe()})")
@@ -320,7 +320,8 @@ def _connect_refused(port: int) -> bool:
         return True
 
 
-ACTIONS = {
+# How each action of the schema (scenario.ACTIONS) is carried out.
+PERFORM = {
     "probe": do_probe, "connect": do_connect, "echo": do_echo, "stream": do_stream,
     "send": do_send, "finish": do_finish, "close": do_close, "idle": do_idle,
     "settle": do_settle, "watch": do_watch, "exit": do_exit,

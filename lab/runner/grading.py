@@ -1,8 +1,19 @@
-"""Observations in, PASS or FAIL out: one pure judge per checklist item.
+"""Observations in, an outcome out: one pure judge per checklist item.
+
+Four outcomes, as autobahn-testsuite has them:
+
+- PASS: the behaviour was exercised and is right.
+- PASS with remark: right on the merits but not the assignment's letter (e.g. EPOLLOUT armed
+  once under EPOLLET, with no spinning). It scores; the remark says what the assignment
+  expects. ``--strict`` grades the letter: a remark becomes a FAIL.
+- FAIL: exercised and wrong.
+- NOT EXERCISED: the scenario never reached the behaviour (output never waited, the slow reader
+  was never served). It scores 0, because an unexercised item proves nothing, and says why.
 
 A judge reads the observations its item names in ``needs`` (``obs["scenario"]["save"]``, the
-dicts the steps recorded) and returns whether the item passed and what was measured, in
-words with the numbers. The evidence on the scorecard is "measured <that>; expected <the
+dicts the steps recorded) and returns a ``Verdict``: ``(passed, measured)``, or a
+``Judgement`` when it has more to say than pass or fail. ``measured`` is in words with the
+numbers. The evidence on the scorecard is "measured <that>; expected <the
 item's expected value>". No I/O here: the tests feed judges hand-written observations.
 
 When a scenario stopped before saving what an item needs (the target never listened in it,
@@ -13,7 +24,8 @@ server died unasked during a scenario, a failed item's evidence says in which st
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
 
 from lab.runner.checklist import (
     DRAIN_SLACK,
@@ -29,27 +41,61 @@ from lab.runner.checklist import (
 MiB = 1024 * 1024
 
 
+class Outcome(str, Enum):
+    PASS = "PASS"
+    REMARK = "PASS with remark"
+    FAIL = "FAIL"
+    NOT_EXERCISED = "NOT EXERCISED"
+
+    @property
+    def scores(self) -> bool:
+        return self in (Outcome.PASS, Outcome.REMARK)
+
+
+@dataclass(slots=True, frozen=True)
+class Judgement:
+    """A judge's richer answer. ``remark``: for REMARK, what the assignment expects instead;
+    for FAIL or NOT EXERCISED, an optional hint that names this case's cause, replacing the
+    item's generic hint."""
+
+    outcome: Outcome
+    measured: str
+    remark: str = ""
+
+
 @dataclass(slots=True, frozen=True)
 class ItemResult:
     id: str
     section: str
     points: int
     title: str
-    passed: bool
+    outcome: Outcome
     evidence: str  # "measured ...; expected ..."
     hint: str  # empty when it passed
     measured: str = ""  # the measured part of the evidence alone
+    remark: str = ""  # PASS with remark: what the assignment's letter expects
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome.scores
 
     @property
     def awarded(self) -> int:
         return self.points if self.passed else 0
 
     def to_json(self) -> dict:
-        return {**asdict(self), "awarded": self.awarded}
+        return {**asdict(self), "outcome": self.outcome.value, "passed": self.passed, "awarded": self.awarded}
 
 
-Verdict = tuple[bool, str]  # (passed, what was measured)
+Verdict = tuple[bool, str] | Judgement  # (passed, what was measured), or a Judgement
 Judge = Callable[[dict], Verdict]
+
+
+def as_judgement(verdict: Verdict) -> Judgement:
+    if isinstance(verdict, Judgement):
+        return verdict
+    passed, measured = verdict
+    return Judgement(Outcome.PASS if passed else Outcome.FAIL, measured)
 
 
 def _n(value: int) -> str:
@@ -333,24 +379,37 @@ JUDGES: dict[str, Judge] = {
 }
 
 
-def grade_item(item: Item, obs: dict) -> ItemResult:
-    """Judge one item on one program's observations."""
+def grade_item(item: Item, obs: dict, strict: bool = False) -> ItemResult:
+    """Judge one item on one program's observations. ``strict``: a remark fails."""
     missing = _missing(item, obs)
     if missing:
-        passed, measured = False, missing
+        judgement = Judgement(Outcome.FAIL, missing)
     else:
-        passed, measured = JUDGES[item.id](obs)
-        if not passed:
-            measured += _deaths(item, obs)
+        judgement = as_judgement(JUDGES[item.id](obs))
+        if not judgement.outcome.scores:
+            judgement = replace(judgement, measured=judgement.measured + _deaths(item, obs))
+    return _result(item, judgement, strict)
+
+
+def _result(item: Item, judgement: Judgement, strict: bool) -> ItemResult:
+    outcome, remark, hint = judgement.outcome, "", ""
+    if outcome is Outcome.REMARK:
+        if strict:
+            outcome, hint = Outcome.FAIL, f"--strict grades the letter: {judgement.remark}"
+        else:
+            remark = judgement.remark
+    elif outcome is not Outcome.PASS:
+        hint = judgement.remark or item.hint
     return ItemResult(
         id=item.id,
         section=item.section,
         points=item.points,
         title=item.title,
-        passed=passed,
-        evidence=f"measured {measured}; expected {item.expected}",
-        hint="" if passed else item.hint,
-        measured=measured,
+        outcome=outcome,
+        evidence=f"measured {judgement.measured}; expected {item.expected}",
+        hint=hint,
+        measured=judgement.measured,
+        remark=remark,
     )
 
 
@@ -379,20 +438,23 @@ def _deaths(item: Item, obs: dict) -> str:
 
 def combine(item: Item, per_program: dict[str, ItemResult]) -> ItemResult:
     """One result for an item judged on several programs (errors.* and cleanup.* on both the
-    level and the edge server): it passes only if it passed on every one."""
+    level and the edge server): the worst outcome of any (FAIL before NOT EXERCISED before a
+    remark before PASS)."""
     if len(per_program) == 1:
         return next(iter(per_program.values()))
-    passed = all(result.passed for result in per_program.values())
+    worst = next(outcome for outcome in (Outcome.FAIL, Outcome.NOT_EXERCISED, Outcome.REMARK, Outcome.PASS)
+                 if any(result.outcome is outcome for result in per_program.values()))
     measured = " | ".join(
-        f"{kind} {'PASS' if result.passed else 'FAIL'}: {result.measured}" for kind, result in per_program.items()
+        f"{kind} {result.outcome.value}: {result.measured}" for kind, result in per_program.items()
     )
-    hint = next((result.hint for result in per_program.values() if not result.passed), "")
-    return ItemResult(item.id, item.section, item.points, item.title, passed,
-                      f"measured {measured}; expected {item.expected}", hint, measured)
+    hint = next((result.hint for result in per_program.values() if result.outcome is worst and result.hint), "")
+    remark = next((result.remark for result in per_program.values() if result.remark), "")
+    return ItemResult(item.id, item.section, item.points, item.title, worst,
+                      f"measured {measured}; expected {item.expected}", hint, measured, remark)
 
 
 def missing_program(item: Item, program: str) -> ItemResult:
     measured = f"nothing: the submission has no {program} program"
-    return ItemResult(item.id, item.section, item.points, item.title, False,
+    return ItemResult(item.id, item.section, item.points, item.title, Outcome.FAIL,
                       f"measured {measured}; expected {item.expected}",
                       f"add a [{program}] command to the submission file", measured)

@@ -4,53 +4,23 @@ The record goes into results.json and the scorecard, so a score can be read agai
 machine it was measured on: kernel, CPUs, Python, RLIMIT_NOFILE, somaxconn, the local port
 range, and whether we run in a container. ``check_limits`` is pure: numbers in, warnings out.
 
-The runner's clients need one fd each, so ``raise_fd_limit`` lifts our own soft
-RLIMIT_NOFILE to the hard limit first (the targets inherit it, except where a scenario sets
-its own ``nofile``).
+The runner's clients need one fd each, so the runner lifts its own soft RLIMIT_NOFILE to
+the hard limit first (``lab.host.raise_fd_limit``; the targets inherit it, except where a
+scenario sets its own ``nofile``).
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import resource
-from pathlib import Path
+
+from lab import host
 
 FD_MARGIN = 64  # fds the runner itself needs besides one per client
 
 
-def raise_fd_limit() -> tuple[int, int]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
-
-
-def in_container() -> str | None:
-    """The container runtime we seem to run under, or None."""
-    if Path("/.dockerenv").exists():
-        return "docker"
-    if Path("/run/.containerenv").exists():
-        return "podman"
-    if os.environ.get("container"):
-        return os.environ["container"]
-    cgroup = _read("/proc/1/cgroup") or ""
-    for marker in ("docker", "containerd", "kubepods", "lxc"):
-        if marker in cgroup:
-            return marker
-    return None
-
-
 def environment() -> dict:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    port_range = (_read("/proc/sys/net/ipv4/ip_local_port_range") or "").split()
+    soft, hard = host.nofile_limit()
     return {
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
@@ -58,9 +28,9 @@ def environment() -> dict:
         "python": platform.python_version(),
         "nofile_soft": soft,
         "nofile_hard": hard,
-        "somaxconn": int(_read("/proc/sys/net/core/somaxconn") or 0),
-        "local_port_range": [int(p) for p in port_range] if len(port_range) == 2 else None,
-        "container": in_container() or "no",
+        "somaxconn": int(host.read_text("/proc/sys/net/core/somaxconn").strip() or 0),
+        "local_port_range": list(host.local_port_range()),
+        "container": host.in_container() or "no",
     }
 
 

@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from lab.errors import UsageError
 from lab.runner.checklist import SECTION_BY_NAME, SECTIONS
-from lab.runner.grading import ItemResult
+from lab.runner.grading import ItemResult, Outcome
 
 
 @dataclass(slots=True)
@@ -87,7 +87,7 @@ def results_json(report: RunReport) -> str:
 def _rows(report: RunReport, with_evidence: bool) -> list[list[str]]:
     rows = []
     for result in report.results.values():
-        row = [result.id, f"{result.awarded}/{result.points}", "PASS" if result.passed else "FAIL"]
+        row = [result.id, f"{result.awarded}/{result.points}", result.outcome.value]
         if with_evidence:
             row.append(result.evidence.replace("|", "\\|"))
         rows.append(row)
@@ -107,9 +107,11 @@ def section_totals(report: RunReport) -> list[tuple[str, int, int]]:
 def terminal_table(report: RunReport) -> str:
     """The scorecard for the terminal: one row per item, then the hints of the failures."""
     lines = [tabulate(_rows(report, with_evidence=False), headers=["item", "points", "result"])]
-    failed = [r for r in report.results.values() if not r.passed]
-    for result in failed:
-        lines.append(f"\nFAIL {result.id}: {result.evidence}\n  hint: {result.hint}")
+    for result in report.results.values():
+        if not result.passed:
+            lines.append(f"\n{result.outcome.value} {result.id}: {result.evidence}\n  hint: {result.hint}")
+        elif result.remark:
+            lines.append(f"\n{result.outcome.value} {result.id}: {result.measured}\n  remark: {result.remark}")
     lines.append(f"\nscore {report.score}/{report.max_score}"
                  + "".join(f"\n  {title}: {got}/{of}" for title, got, of in section_totals(report)))
     return "\n".join(lines)
@@ -135,7 +137,10 @@ def scorecard_markdown(report: RunReport) -> str:
     ]
     failed = [r for r in report.results.values() if not r.passed]
     if failed:
-        lines += ["", "## Hints", ""] + [f"- `{r.id}`: {r.hint}" for r in failed]
+        lines += ["", "## Hints", ""] + [f"- `{r.id}` ({r.outcome.value}): {r.hint}" for r in failed]
+    remarks = [r for r in report.results.values() if r.remark]
+    if remarks:
+        lines += ["", "## Remarks", ""] + [f"- `{r.id}`: {r.remark}" for r in remarks]
     if report.warnings:
         lines += ["", "## Warnings", ""] + [f"- {warning}" for warning in report.warnings]
     if env:
@@ -154,7 +159,8 @@ def junit_xml(report: RunReport) -> str:
         if result.passed:
             ET.SubElement(case, "system-out").text = result.evidence
         else:
-            failure = ET.SubElement(case, "failure", message=result.evidence, type="ChecklistFailure")
+            kind = "NotExercised" if result.outcome is Outcome.NOT_EXERCISED else "ChecklistFailure"
+            failure = ET.SubElement(case, "failure", message=f"{result.outcome.value}: {result.evidence}", type=kind)
             failure.text = f"{result.evidence}\nhint: {result.hint}"
     root = ET.Element("testsuites", tests=str(len(report.results)), failures=str(failures))
     root.append(suite)

@@ -1,10 +1,10 @@
-"""Grade a target or a whole submission: pick the items, run the scenarios they need, judge,
+"""Grade a program or a whole submission: pick the items, run the scenarios they need, judge,
 write the results folder. This is the runner's public entry point (``lab.runner``).
 
 For each program the runner runs, in file order, only the scenarios that feed the selected
 items, each against a fresh instance of the program. Items judged on several programs
 (errors.* and cleanup.* on both the level and the edge server) pass only if they pass on
-every one. ``grade_target`` raises TargetError when the target never listens at all (a usage
+every one. ``grade_program`` raises StartError when the program never listens at all (a usage
 problem: wrong command, wrong port); ``grade_submission`` instead scores that program's items
 0 with the reason, so one broken program does not hide the others' scores.
 """
@@ -15,8 +15,10 @@ import datetime
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from lab import host
 from lab.errors import UsageError
 from lab.runner import preflight
 from lab.runner.benchmark import run_benchmark
@@ -27,8 +29,8 @@ from lab.runner.progress import Progress
 from lab.runner.report import RunDirectory, RunReport, junit_xml, results_json, scorecard_markdown
 from lab.runner.scenario import Scenario, check_needs, load_scenario
 from lab.runner.submission import REPO_ROOT, BenchmarkSpec, Submission
-from lab.runner.targets import Target
-from lab.target import TargetError
+from lab.runner.program import Program
+from lab.process import StartError
 
 SCENARIOS_DIR = REPO_ROOT / "scenarios"
 DEFAULT_RESULTS = Path("results")
@@ -66,8 +68,8 @@ def _scenarios_for(items: Sequence[Item], scenarios: dict[str, Scenario], explic
     return [name for name in scenarios if name in needed]
 
 
-def grade_target(
-    target: Target,
+def grade_program(
+    program: Program,
     only: Sequence[str] = (),
     *,
     results_dir: str | Path = DEFAULT_RESULTS,
@@ -78,9 +80,9 @@ def grade_target(
     """Grade one program on the items of its kind (``only``: item ids or section names).
     ``scenarios`` runs those files instead of the shipped set; then only the items whose
     scenarios all ran are graded."""
-    items = select_items(items_for(target.kind), tuple(only))
-    return _grade(target.name, {target.kind: target}, items, scenarios, None, results_dir,
-                  progress, junit, strict_start=True)
+    grade = Grade(program.name, {program.kind: program}, select_items(items_for(program.kind), tuple(only)),
+                  strict_start=True)
+    return _grade(grade, scenarios, Output(Path(results_dir), progress, junit))
 
 
 def grade_submission(
@@ -92,84 +94,110 @@ def grade_submission(
     junit: str | Path | None = None,
 ) -> RunReport:
     """Grade every program of a submission on the whole checklist (or ``only``)."""
-    items = select_items(CHECKLIST, tuple(only))
-    return _grade(submission.name, dict(submission.programs), items, (), submission.benchmark,
-                  results_dir, progress, junit, strict_start=False)
+    grade = Grade(submission.name, dict(submission.programs), select_items(CHECKLIST, tuple(only)),
+                  benchmark=submission.benchmark, strict_start=False)
+    return _grade(grade, (), Output(Path(results_dir), progress, junit))
 
 
-def _grade(
-    name: str,
-    programs: dict[str, Target],
-    items: tuple[Item, ...],
-    scenario_paths: Sequence[str | Path],
-    benchmark: BenchmarkSpec | None,
-    results_dir: str | Path,
-    progress: Progress | None,
-    junit: str | Path | None,
-    strict_start: bool,
-) -> RunReport:
+@dataclass(slots=True)
+class Grade:
+    """What one grade covers. ``strict_start``: a program that never listens is a usage error
+    (one program graded) rather than a 0 on its items (a submission)."""
+
+    name: str
+    programs: dict[str, Program]  # kind -> program
+    items: tuple[Item, ...]
+    benchmark: BenchmarkSpec | None = None
+    strict_start: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Output:
+    results_dir: Path
+    progress: Progress | None
+    junit: Path | None
+
+
+def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -> RunReport:
     scenarios = load_scenarios(scenario_paths)
     explicit = bool(scenario_paths)
-    if explicit:
-        items = tuple(item for item in items if all(s in scenarios for s in item.scenarios))
-    for item in items:
-        check_needs(scenarios, item.needs, item.id)
-    if not items and not explicit:
-        raise UsageError("nothing to grade: --only selects no item of this kind")
-
-    preflight.raise_fd_limit()
+    grade.items = _gradable_items(grade.items, scenarios, explicit)
+    host.raise_fd_limit()
     environment = preflight.environment()
-    plans = {kind: _scenarios_for([i for i in items if kind in i.kinds], scenarios, explicit)
-             for kind in programs}
-    warnings = [warning for names in plans.values() for scenario in names
-                for warning in preflight.check_limits(environment, scenarios[scenario].max_clients, scenario)]
-    warnings = list(dict.fromkeys(warnings))
+    plans = {kind: _scenarios_for([i for i in grade.items if kind in i.kinds], scenarios, explicit)
+             for kind in grade.programs}
+    warnings = _limit_warnings(environment, plans, scenarios)
+    progress = output.progress
     if progress is not None:
         for warning in warnings:
             progress.note(f"warning: {warning}")
 
     started_wall, started = time.time(), time.monotonic()
-    observations: dict[str, dict] = {}
-    with RunDirectory(Path(results_dir), name) as run_dir:
-        for kind, target in programs.items():
-            if not plans[kind]:
-                continue
-            if progress is not None:
-                progress.begin_program(kind, " ".join(target.argv))
-            observations[kind] = _run_program(target, [scenarios[n] for n in plans[kind]],
-                                              run_dir.path / "logs" / kind, progress, strict_start)
-        if any(item.id == "bonus.benchmark" for item in items) and benchmark is not None:
-            observations[BENCHMARK] = {"benchmark": _run_benchmark(benchmark, programs, run_dir.path, progress)}
-        if progress is not None:
-            progress.done()
-        results = {item.id: _result(item, observations) for item in items}
+    with RunDirectory(output.results_dir, grade.name) as run_dir:
+        observations = _observe(grade, plans, scenarios, run_dir.path, progress)
         report = RunReport(
-            name=name,
-            programs={kind: " ".join(target.argv) for kind, target in programs.items()},
-            results=results,
+            name=grade.name,
+            programs={kind: " ".join(program.argv) for kind, program in grade.programs.items()},
+            results={item.id: _result(item, observations) for item in grade.items},
             environment=environment,
             warnings=warnings,
             observations=observations,
             started=datetime.datetime.fromtimestamp(started_wall, datetime.timezone.utc).isoformat(timespec="seconds"),
             seconds=time.monotonic() - started,
         )
-        if benchmark is not None:
-            report.programs[BENCHMARK] = " ".join(benchmark.argv)
+        if grade.benchmark is not None:
+            report.programs[BENCHMARK] = " ".join(grade.benchmark.argv)
         run_dir.write("results.json", results_json(report))
         run_dir.write("scorecard.md", scorecard_markdown(report))
         report.run_dir = run_dir.commit()
-    if junit is not None:
-        _write_atomically(Path(junit), junit_xml(report))
+    if output.junit is not None:
+        _write_atomically(Path(output.junit), junit_xml(report))
     return report
 
 
-def _run_program(target: Target, scenarios: list[Scenario], log_dir: Path,
+def _gradable_items(items: tuple[Item, ...], scenarios: dict[str, Scenario], explicit: bool) -> tuple[Item, ...]:
+    """With scenario files given, only the items whose scenarios all ran; every item's needs
+    checked against the scenarios it will be judged on."""
+    if explicit:
+        items = tuple(item for item in items if all(s in scenarios for s in item.scenarios))
+    for item in items:
+        check_needs(scenarios, item.needs, item.id)
+    if not items and not explicit:
+        raise UsageError("nothing to grade: --only selects no item of this kind")
+    return items
+
+
+def _limit_warnings(environment: dict, plans: dict[str, list[str]], scenarios: dict[str, Scenario]) -> list[str]:
+    warnings = [warning for names in plans.values() for scenario in names
+                for warning in preflight.check_limits(environment, scenarios[scenario].max_clients, scenario)]
+    return list(dict.fromkeys(warnings))
+
+
+def _observe(grade: Grade, plans: dict[str, list[str]], scenarios: dict[str, Scenario], run_dir: Path,
+             progress: Progress | None) -> dict[str, dict]:
+    """Run each program's scenarios (and the benchmark); what every step measured, by kind."""
+    observations: dict[str, dict] = {}
+    for kind, program in grade.programs.items():
+        if not plans[kind]:
+            continue
+        if progress is not None:
+            progress.begin_program(kind, " ".join(program.argv))
+        observations[kind] = _run_program(program, [scenarios[n] for n in plans[kind]],
+                                          run_dir / "logs" / kind, progress, grade.strict_start)
+    if any(item.id == "bonus.benchmark" for item in grade.items) and grade.benchmark is not None:
+        observations[BENCHMARK] = {"benchmark": _run_benchmark(grade.benchmark, grade.programs, run_dir, progress)}
+    if progress is not None:
+        progress.done()
+    return observations
+
+
+def _run_program(target: Program, scenarios: list[Scenario], log_dir: Path,
                  progress: Progress | None, strict_start: bool) -> dict:
     observations = {}
     for position, scenario in enumerate(scenarios):
         try:
             observations[scenario.name] = run_scenario(scenario, target, log_dir / scenario.name, progress)
-        except TargetError as error:
+        except StartError as error:
             if strict_start and position == 0:
                 raise
             observations[scenario.name] = {"_run": {"error": str(error)}}
@@ -182,7 +210,7 @@ def _run_program(target: Target, scenarios: list[Scenario], log_dir: Path,
     return observations
 
 
-def _run_benchmark(spec: BenchmarkSpec, programs: dict[str, Target], run_dir: Path,
+def _run_benchmark(spec: BenchmarkSpec, programs: dict[str, Program], run_dir: Path,
                    progress: Progress | None) -> dict:
     server = programs.get(spec.server)
     failed = {"passed": False, "status": None, "throughput": None, "report": spec.report.name,
@@ -193,7 +221,7 @@ def _run_benchmark(spec: BenchmarkSpec, programs: dict[str, Target], run_dir: Pa
         progress.begin_program(BENCHMARK, " ".join(spec.argv))
     try:
         return run_benchmark(spec, server, run_dir / "logs" / BENCHMARK)
-    except TargetError as error:
+    except StartError as error:
         return {**failed, "summary": f"its server did not start: {error}"}
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from lab.errors import UsageError
 from lab.runner.checklist import KINDS
-from lab.runner.targets import Target
+from lab.runner.program import Program
 from lab.units import parse_duration
 
 # Section name in the file -> server kind (the assignment calls the graceful one signal_epoll).
@@ -81,7 +81,7 @@ class BenchmarkSpec:
 @dataclass(slots=True, frozen=True)
 class Submission:
     name: str
-    programs: dict[str, Target]  # kind -> target
+    programs: dict[str, Program]  # kind -> target
     benchmark: BenchmarkSpec | None
 
 
@@ -142,14 +142,14 @@ def _whole(path: Path, section: str, table: dict, name: str, default: int) -> in
     return value
 
 
-def _server(path: Path, section: str, kind: str, value: object, base: Path) -> Target:
+def _server(path: Path, section: str, kind: str, value: object, base: Path) -> Program:
     table = _table(path, section, value, SERVER_FIELDS)
     port = _whole(path, section, table, "port", 0) if "port" in table else None
     idle_timeout = _seconds(path, section, table, "idle_timeout")
     tick = _seconds(path, section, table, "tick")
     drain_timeout = _seconds(path, section, table, "drain_timeout")
     try:
-        return Target.command(table["cmd"], kind=kind, name=section, port=port, cwd=base,
+        return Program.command(table["cmd"], kind=kind, name=section, port=port, cwd=base,
                               idle_timeout=idle_timeout, tick=tick, drain_timeout=drain_timeout)
     except UsageError as error:
         raise SubmissionError(f"{path}: [{section}]: {error}") from None
@@ -176,7 +176,7 @@ def _benchmark(path: Path, value: object, base: Path) -> BenchmarkSpec:
 
 def reference() -> Submission:
     """Our own submission: the five reference servers and ``lab bench`` against the edge one."""
-    programs = {kind: Target.builtin(kind) for kind in KINDS}
+    programs = {kind: Program.builtin(kind) for kind in KINDS}
     bench = BenchmarkSpec(
         argv=(sys.executable, "-m", "lab", "bench", "{host}", "{port}", "{connections}", "{requests}",
               "--results", "{results}", "--no-plots"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 from lab.errors import UsageError
@@ -82,5 +81,9 @@ def run_serve(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         drain_timeout=args.drain_timeout,
     )
-    server = importlib.import_module(f"lab.servers.{args.kind}")
-    return server.serve(options)
+    # Imported here, not at the top: each server needs Linux (epoll, signalfd), and only the
+    # chosen one is worth loading.
+    from lab.servers import edge, graceful, level, oneshot, timeout
+
+    servers = {"level": level, "edge": edge, "oneshot": oneshot, "timeout": timeout, "graceful": graceful}
+    return servers[args.kind].serve(options)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.target import ServerProcess
+from lab.process import ServerProcess
 
 WRONG_ECHO = Path(__file__).with_name("wrong_echo.py")
 

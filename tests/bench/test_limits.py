@@ -6,7 +6,8 @@ import resource
 
 import pytest
 
-from lab.bench.limits import check_fd_limit, fd_limit_needed, parse_port_range, source_addresses
+from lab.bench.limits import fd_limit_needed, source_addresses
+from lab.host import check_fd_limit, parse_port_range
 from lab.errors import UsageError
 
 

@@ -21,7 +21,7 @@ import pytest
 from lab.bench.client import LoadClient
 from lab.bench.pinning import default_pinning
 from lab.bench.workload import Workload
-from lab.target import ServerProcess
+from lab.process import ServerProcess
 
 from .conftest import HAVE_STRACE, report_dir
 

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from lab.bench.platform_info import container_kind, describe, parse_cpu_model
+from lab.bench.platform_info import describe, parse_cpu_model
 from lab.bench.report import (bottleneck, busy_notes, cpu_split, markdown, pinning_line, run_record, summarize, table,
                               unsteady_notes, write_reports)
 from lab.bench.targets import Snapshot, parse_schedstat, parse_strace_summary
+from lab.host import container_kind
 from lab.bench.workload import Measurement, Workload
 from lab.probes import CpuTimes
 

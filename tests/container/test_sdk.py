@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from lab.target import ServerProcess, TargetError
+from lab.process import ServerProcess, StartError
 
 from .helpers import (
     GRADE_TIMEOUT,
@@ -98,7 +98,7 @@ def start_docker_server(argv_tail: list[str], env: dict[str, str], log_dir) -> t
         try:
             server.start()
             server.wait_listening()
-        except TargetError as error:
+        except StartError as error:
             server.close()
             if "already allocated" in str(error) or "already in use" in str(error):
                 continue

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.runner import Target, grade_target
+from lab.runner.program import Program
+from lab.runner.run import grade_program
 from lab.runner.checklist import items_for, select_items
-from lab.runner.targets import BUILTIN_TIMING
-from lab.target import ServerProcess
+from lab.runner.program import BUILTIN_TIMING
+from lab.process import ServerProcess
 
 FAULTY_SERVER = Path(__file__).resolve().parents[1] / "faulty" / "server.py"
 
@@ -76,13 +77,13 @@ def _param(case: Case):
     return pytest.param(case, id=case.fault, marks=[pytest.mark.slow] if case.slow else [])
 
 
-def _target(fault: str) -> Target:
+def _target(fault: str) -> Program:
     """The faulty server, configured like the runner configures the reference of its kind
     (a short idle timeout, a short drain timeout), so the two are graded alike."""
     kind = FAULTS[fault].kind
     args, timing = BUILTIN_TIMING.get(kind, ((), {}))
     argv = [sys.executable, str(FAULTY_SERVER), "--fault", fault, "--port", "{port}", *args]
-    return Target.command(argv, kind=kind, name=fault, **timing)
+    return Program.command(argv, kind=kind, name=fault, **timing)
 
 
 def _scorecard(report) -> str:
@@ -107,7 +108,7 @@ def test_every_fault_has_a_case_and_breaks_an_item_of_its_kind():
 @pytest.mark.parametrize("case", [_param(case) for case in CASES])
 def test_faulty_server_fails_exactly_its_item(case, tmp_path):
     fault = FAULTS[case.fault]
-    report = grade_target(_target(case.fault), only=case.only, results_dir=tmp_path)
+    report = grade_program(_target(case.fault), only=case.only, results_dir=tmp_path)
     assert set(report.results) == _graded_ids(fault.kind, case.only)
     not_graded = f"\n(not graded, as the fault breaks them too: {case.also_breaks})"
     assert report.failed_ids() == {fault.breaks}, _scorecard(report) + not_graded
@@ -125,7 +126,7 @@ BONUS_KINDS = sorted({FAULTS[case.fault].kind for case in CASES} - {"level", "ed
 def test_reference_passes_the_bonus_item_its_faulty_twin_fails(kind, tmp_path):
     """The control: the same item, graded on the unmodified reference server, passes."""
     (broken,) = {f.breaks for f in FAULTS.values() if f.kind == kind}
-    report = grade_target(Target.builtin(kind), only=(broken,), results_dir=tmp_path)
+    report = grade_program(Program.builtin(kind), only=(broken,), results_dir=tmp_path)
     assert report.failed_ids() == set(), _scorecard(report)
     assert report.passed_ids() == {broken}
 

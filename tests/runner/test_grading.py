@@ -8,7 +8,7 @@ import copy
 import pytest
 
 from lab.runner.checklist import ITEM_BY_ID
-from lab.runner.grading import combine, grade_item, missing_program
+from lab.runner.grading import Judgement, Outcome, combine, grade_item, missing_program
 
 MiB = 1024 * 1024
 
@@ -203,3 +203,51 @@ def test_a_missing_program_scores_zero_with_the_reason():
     result = missing_program(ITEM_BY_ID["bonus.graceful_shutdown"], "signal")
     assert (result.passed, result.awarded) == (False, 0)
     assert "the submission has no signal program" in result.evidence
+
+
+@pytest.fixture
+def judged_as(monkeypatch):
+    """Replace one item's judge by one that returns ``judgement``."""
+    from lab.runner import grading
+
+    def use(item_id: str, judgement):
+        monkeypatch.setitem(grading.JUDGES, item_id, lambda obs: judgement)
+        return ITEM_BY_ID[item_id]
+
+    return use
+
+
+def test_a_remark_scores_and_says_what_the_letter_expects(judged_as):
+    item = judged_as("edge.epollout_control", Judgement(Outcome.REMARK, "EPOLLOUT armed once", "remove EPOLLOUT"))
+    result = grade_item(item, observations())
+    assert (result.outcome, result.passed, result.awarded) == (Outcome.REMARK, True, item.points)
+    assert result.remark == "remove EPOLLOUT" and result.hint == ""
+    assert result.to_json()["outcome"] == "PASS with remark"
+
+
+def test_strict_turns_a_remark_into_a_failure(judged_as):
+    item = judged_as("edge.epollout_control", Judgement(Outcome.REMARK, "EPOLLOUT armed once", "remove EPOLLOUT"))
+    result = grade_item(item, observations(), strict=True)
+    assert (result.outcome, result.awarded) == (Outcome.FAIL, 0)
+    assert "--strict" in result.hint and "remove EPOLLOUT" in result.hint
+
+
+def test_not_exercised_scores_zero_with_its_own_cause(judged_as):
+    item = judged_as("edge.epollout_control", Judgement(Outcome.NOT_EXERCISED, "output never waited", "read slower"))
+    result = grade_item(item, observations())
+    assert (result.outcome, result.awarded, result.hint) == (Outcome.NOT_EXERCISED, 0, "read slower")
+
+
+@pytest.mark.parametrize(("outcomes", "worst"), [
+    ((Outcome.PASS, Outcome.REMARK), Outcome.REMARK),
+    ((Outcome.REMARK, Outcome.NOT_EXERCISED), Outcome.NOT_EXERCISED),
+    ((Outcome.NOT_EXERCISED, Outcome.FAIL), Outcome.FAIL),
+    ((Outcome.PASS, Outcome.PASS), Outcome.PASS),
+])
+def test_combine_keeps_the_worst_outcome(judged_as, outcomes, worst):
+    item = ITEM_BY_ID["errors.peer_reset"]
+    per_program = {}
+    for kind, outcome in zip(("level", "edge"), outcomes):
+        judged_as(item.id, Judgement(outcome, f"{kind} saw it", "why"))
+        per_program[kind] = grade_item(item, observations())
+    assert combine(item, per_program).outcome is worst

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from lab.cli import main
-from lab.runner import Target, grade_target
+from lab.runner.program import Program
+from lab.runner.run import grade_program
 from lab.runner.checklist import KINDS, items_for
 
 pytestmark = pytest.mark.slow
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_reference_server_passes_every_item_of_its_kind(kind, tmp_path):
-    report = grade_target(Target.builtin(kind), results_dir=tmp_path)
+    report = grade_program(Program.builtin(kind), results_dir=tmp_path)
     failures = {item_id: report.results[item_id].evidence for item_id in report.failed_ids()}
     assert failures == {}
     assert set(report.results) == {item.id for item in items_for(kind)}

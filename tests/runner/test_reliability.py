@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.runner import Target, grade_target
-from lab.target import TargetError
+from lab.runner.program import Program
+from lab.runner.run import grade_program
+from lab.process import StartError
 
 
 class InterruptAt:
@@ -48,11 +49,11 @@ def processes_mentioning(marker: str) -> list[int]:
 
 def test_ctrl_c_mid_run_kills_the_target_and_writes_nothing(tmp_path):
     marker = str(tmp_path / "stats-marker.json")  # unique to this test's server command line
-    target = Target.command([sys.executable, "-m", "lab", "serve", "edge", "--port", "{port}",
+    target = Program.command([sys.executable, "-m", "lab", "serve", "edge", "--port", "{port}",
                              "--stats-file", marker], kind="edge")
     results = tmp_path / "results"
     with pytest.raises(KeyboardInterrupt):
-        grade_target(target, only=("edge.drains",), results_dir=results,
+        grade_program(target, only=("edge.drains",), results_dir=results,
                      progress=InterruptAt("burst-then-wait", 2))
     assert processes_mentioning(marker) == []
     assert list(results.iterdir()) == []  # the partial folder is gone too
@@ -60,9 +61,9 @@ def test_ctrl_c_mid_run_kills_the_target_and_writes_nothing(tmp_path):
 
 def test_a_target_that_never_listens_is_stopped_at_its_deadline(tmp_path):
     marker = str(tmp_path / "silent-marker")
-    target = Target.command([sys.executable, "-c", "import time, sys; time.sleep(60)", "{port}", marker],
+    target = Program.command([sys.executable, "-c", "import time, sys; time.sleep(60)", "{port}", marker],
                             kind="level", ready_timeout=0.5)
-    with pytest.raises(TargetError, match=r"did not listen on 127\.0\.0\.1:\d+ within 0\.5 s"):
-        grade_target(target, only=("level.echoes",), results_dir=tmp_path / "results")
+    with pytest.raises(StartError, match=r"did not listen on 127\.0\.0\.1:\d+ within 0\.5 s"):
+        grade_program(target, only=("level.echoes",), results_dir=tmp_path / "results")
     assert processes_mentioning(marker) == []
     assert list((tmp_path / "results").iterdir()) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import UsageError
-from lab.runner.grading import ItemResult
+from lab.runner.grading import ItemResult, Outcome
 from lab.runner.report import (
     RunDirectory,
     RunReport,
@@ -24,7 +24,8 @@ from lab.runner.report import (
 
 
 def result(item_id: str, passed: bool, points: int = 5) -> ItemResult:
-    return ItemResult(item_id, item_id.partition(".")[0], points, f"title of {item_id}", passed,
+    return ItemResult(item_id, item_id.partition(".")[0], points, f"title of {item_id}",
+                      Outcome.PASS if passed else Outcome.FAIL,
                       f"measured something about {item_id}; expected more", "" if passed else f"fix {item_id}")
 
 
@@ -70,7 +71,7 @@ def test_scorecard_markdown_shows_evidence_hints_and_environment():
     text = scorecard_markdown(MIXED)
     assert "**Score: 5/15**" in text
     assert re.search(r"\| edge\.epollet +\| 0/5 +\| FAIL +\| measured something about edge\.epollet", text)
-    assert "- `edge.epollet`: fix edge.epollet" in text
+    assert "- `edge.epollet` (FAIL): fix edge.epollet" in text
     assert "- few fds" in text and "- kernel: 6.1" in text
 
 
@@ -89,7 +90,7 @@ def test_junit_has_one_testcase_per_item():
     assert set(cases) == {"edge.drains", "edge.epollet", "bonus.oneshot"}
     assert cases["edge.drains"].find("failure") is None
     failure = cases["edge.epollet"].find("failure")
-    assert failure.get("message").startswith("measured something about edge.epollet")
+    assert failure.get("message").startswith("FAIL: measured something about edge.epollet")
     assert "hint: fix edge.epollet" in failure.text
     assert cases["edge.epollet"].get("classname") == "edge"
 

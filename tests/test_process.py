@@ -1,4 +1,4 @@
-"""lab/target.py: starting a program under test, knowing when it listens, always stopping it.
+"""lab/process.py: starting a program under test, knowing when it listens, always stopping it.
 
 The programs here are tiny Python one-liners, so each behaviour (exits early, never listens,
 ignores SIGTERM, leaves a child behind) is exactly the one under test.
@@ -16,7 +16,7 @@ import textwrap
 import pytest
 
 from lab.errors import UsageError
-from lab.target import ServerProcess, TargetError, read_stats, request_stats
+from lab.process import ServerProcess, StartError, read_stats, request_stats
 
 
 def python(code: str) -> list[str]:
@@ -52,7 +52,7 @@ def test_a_program_that_exits_before_listening_is_a_target_error_naming_status_a
         print("cannot open config.toml", file=sys.stderr)
         sys.exit(3)
     """)
-    with pytest.raises(TargetError, match="exited with status 3 before listening") as raised:
+    with pytest.raises(StartError, match="exited with status 3 before listening") as raised:
         with ServerProcess(program):
             pass
     assert "cannot open config.toml" in str(raised.value)
@@ -61,7 +61,7 @@ def test_a_program_that_exits_before_listening_is_a_target_error_naming_status_a
 
 def test_a_program_that_never_listens_is_a_target_error_and_is_killed():
     server = ServerProcess(python("import time; time.sleep(60)"), ready_timeout=0.5)
-    with pytest.raises(TargetError, match=r"did not listen \(no 'listening on HOST:PORT' line\) "
+    with pytest.raises(StartError, match=r"did not listen \(no 'listening on HOST:PORT' line\) "
                                           r"within 0\.5 s"):
         with server:
             pass
@@ -73,13 +73,13 @@ def test_a_program_silent_on_its_given_port_is_a_target_error_naming_the_port(li
     port = listening_socket.getsockname()[1]
     listening_socket.close()
     server = ServerProcess(python("import time; time.sleep(60)"), port=port, ready_timeout=0.5)
-    with pytest.raises(TargetError, match=f"did not listen on 127.0.0.1:{port} within 0.5 s"):
+    with pytest.raises(StartError, match=f"did not listen on 127.0.0.1:{port} within 0.5 s"):
         with server:
             pass
 
 
 def test_a_program_that_cannot_be_started_is_a_target_error(tmp_path):
-    with pytest.raises(TargetError, match="cannot start"):
+    with pytest.raises(StartError, match="cannot start"):
         with ServerProcess([str(tmp_path / "no-such-program")]):
             pass
 

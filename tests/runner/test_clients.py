@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import time
 
-from lab.runner.workload import CAUGHT_UP, PATTERN, Client, pattern_bytes, pump
+from lab.runner.clients import CAUGHT_UP, PATTERN, Client, pattern_bytes, pump
 
 
 def test_pattern_bytes_wrap_around():

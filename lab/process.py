@@ -25,7 +25,7 @@ LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 POLL_INTERVAL = 0.02
 
 
-class TargetError(UsageError):
+class StartError(UsageError):
     """The program under test could not be started or never listened."""
 
 
@@ -79,11 +79,11 @@ class ServerProcess:
                     preexec_fn=lower_fd_limit if nofile else None,
                 )
             except OSError as error:
-                raise TargetError(f"cannot start {self.command!r}: {error.strerror}") from error
+                raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
         return self
 
     def wait_listening(self) -> tuple[str, int]:
-        """Block until the server listens; return (host, port). Raise TargetError naming the
+        """Block until the server listens; return (host, port). Raise StartError naming the
         cause (exited with status N, or silent past the deadline) and the end of its stderr."""
         assert self.process is not None, "start() first"
         deadline = time.monotonic() + self.ready_timeout
@@ -95,13 +95,13 @@ class ServerProcess:
             if self.port is not None and _accepts(self.host, self.port):
                 return self.host, self.port
             if self.process.poll() is not None:
-                raise TargetError(
+                raise StartError(
                     f"{self.command!r} exited with status {self.process.returncode} before "
                     f"listening{self._stderr_tail()}"
                 )
             if time.monotonic() > deadline:
                 where = f"on {self.host}:{self.port}" if self.port else "(no 'listening on HOST:PORT' line)"
-                raise TargetError(
+                raise StartError(
                     f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s; "
                     f"check that it binds the port it is given{self._stderr_tail()}"
                 )

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import UsageError
+from lab.host import free_port
 from lab.runner.checklist import KINDS
-from lab.target import ServerProcess, TargetError
+from lab.process import ServerProcess, StartError
 
 PORT = "{port}"
 FREE_PORT_ATTEMPTS = 3
@@ -34,7 +34,7 @@ BUILTIN_TIMING = {
 
 
 @dataclass(slots=True, frozen=True)
-class Target:
+class Program:
     """A program to grade. ``kind`` says which checklist items apply (level, edge, oneshot,
     timeout, graceful); ``idle_timeout``, ``tick`` and ``drain_timeout`` are what the program
     was configured with, in seconds, for the timeout and graceful scenarios."""
@@ -51,7 +51,7 @@ class Target:
     ready_timeout: float = 15.0  # how long it may take to start listening
 
     @classmethod
-    def builtin(cls, kind: str, extra_args: tuple[str, ...] | list[str] = ()) -> Target:
+    def builtin(cls, kind: str, extra_args: tuple[str, ...] | list[str] = ()) -> Program:
         """Our reference server of that kind, as ``python -m lab serve KIND --port 0``."""
         _check_kind(kind)
         args, timing = BUILTIN_TIMING.get(kind, ((), {}))
@@ -71,7 +71,7 @@ class Target:
         drain_timeout: float | None = None,
         cwd: str | Path | None = None,
         ready_timeout: float = 15.0,
-    ) -> Target:
+    ) -> Program:
         """Any program. ``command`` is an argv list or one shell-like string; it must contain
         ``{port}`` unless ``port`` fixes the port it listens on."""
         _check_kind(kind)
@@ -101,7 +101,7 @@ class Target:
     @contextlib.contextmanager
     def running(self, log_dir: Path, nofile: int | None = None) -> Iterator[ServerProcess]:
         """Start the program, yield it listening, and stop it (its whole process group) when
-        the block ends, however it ends. Raises TargetError when it cannot start or never
+        the block ends, however it ends. Raises StartError when it cannot start or never
         listens."""
         server = self._start(log_dir, nofile)
         try:
@@ -112,7 +112,7 @@ class Target:
     def _start(self, log_dir: Path, nofile: int | None) -> ServerProcess:
         attempts = 1 if (self.port or self.announces_port) else FREE_PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
-            port = self.port or (0 if self.announces_port else _free_port())
+            port = self.port or (0 if self.announces_port else free_port())
             server = ServerProcess(
                 self.argv_for(port),
                 port=port or None,
@@ -125,7 +125,7 @@ class Target:
                 server.start()
                 server.wait_listening()
                 return server
-            except TargetError:
+            except StartError:
                 exited = server.process is not None and server.process.poll() is not None
                 server.close()
                 if not exited or attempt == attempts:
@@ -140,9 +140,3 @@ def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise UsageError(f"unknown server kind {kind!r}; one of {', '.join(KINDS)}")
 
-
-def _free_port() -> int:
-    """A port the kernel considers free now (the program binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -7,17 +7,17 @@ import sys
 import pytest
 
 from lab.errors import UsageError
-from lab.runner.targets import Target
+from lab.runner.program import Program
 
 
 def test_a_command_string_is_split_like_a_shell_and_takes_the_port():
-    target = Target.command("./srv --host 127.0.0.1 --port={port} 'a b'", kind="edge")
+    target = Program.command("./srv --host 127.0.0.1 --port={port} 'a b'", kind="edge")
     assert target.argv_for(4242) == ["./srv", "--host", "127.0.0.1", "--port=4242", "a b"]
     assert (target.name, target.port, target.announces_port) == ("edge", None, False)
 
 
 def test_a_fixed_port_needs_no_placeholder():
-    target = Target.command(["./srv"], kind="level", port=8080)
+    target = Program.command(["./srv"], kind="level", port=8080)
     assert target.argv_for(8080) == ["./srv"] and target.port == 8080
 
 
@@ -32,14 +32,14 @@ def test_a_fixed_port_needs_no_placeholder():
 )
 def test_bad_targets_are_usage_errors(command, options, message):
     with pytest.raises(UsageError, match=message):
-        Target.command(command, **options)
+        Program.command(command, **options)
 
 
 def test_builtin_targets_run_our_servers_on_port_0_with_short_timers():
-    edge = Target.builtin("edge")
+    edge = Program.builtin("edge")
     assert edge.argv_for(0)[:6] == [sys.executable, "-m", "lab", "serve", "edge", "--port"]
     assert edge.argv_for(0)[6] == "0" and edge.announces_port
-    timeout = Target.builtin("timeout")
+    timeout = Program.builtin("timeout")
     assert (timeout.idle_timeout, timeout.tick) == (1.0, 0.25)
     assert "--idle-timeout" in timeout.argv
-    assert Target.builtin("graceful").drain_timeout == 5.0
+    assert Program.builtin("graceful").drain_timeout == 5.0
