@@ -3,8 +3,10 @@
 status 3 and the failing line; the same server without the fault passes the same gate.
 
 The limits sit far from both sides so that a loaded machine cannot flip a verdict: the slow
-server cannot exceed 1,000 req/s whatever the load, and the correct one, at 20 connections,
-answers many times faster than 1,500 req/s even on two busy cores."""
+server cannot exceed 1,000 req/s whatever the load, and the correct one, at 100 connections,
+answers many times faster than that even on two busy cores (at a load average of 27 on this
+lab's two cores its req/s still varied by 2x between runs seconds apart: hence a baseline limit
+of 80 %, a 5x drop, and not 10 %)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from lab.cli import main
 
 from .conftest import WRONG_ECHO
 
-LOAD = ("-c", "20", "-n", "50", "--no-plots")
+LOAD = ("-c", "100", "-n", "10", "--no-plots")
 
 
 def server(mode: str) -> str:
@@ -33,7 +35,7 @@ def test_a_threshold_fails_on_a_server_that_regressed(capsys, tmp_path):
     status, out, err = bench(capsys, tmp_path, "--cmd", server("slow"), *LOAD, "--repeat", "1",
                              "--threshold", "req_per_s>1500", "--threshold", "p99<10s")
     assert status == 3, err
-    assert "✗ req_per_s>1500: 1 of 1 result(s) fail\n    srv pingpong at 20 connection(s): " in out
+    assert "✗ req_per_s>1500: 1 of 1 result(s) fail\n    srv pingpong at 100 connection(s): " in out
     assert "✓ p99<10s: 1 result(s) pass" in out  # the gate judges each threshold on its own
     assert "the gate failed (exit status 3)" in err
     [report] = tmp_path.iterdir()
@@ -51,15 +53,16 @@ def test_baseline_catches_the_regression_and_passes_a_rerun(capsys, tmp_path):
     status, _, err = bench(capsys, tmp_path / "old", "--cmd", server("correct"), *LOAD, "--repeat", "3")
     assert status == 0, err
     [old] = (tmp_path / "old").iterdir()
-    assert json.loads((old / "bench.json").read_text())[0]["req_per_s"] > 2000  # else the test proves nothing
+    # The slow server does at most 1,000 req/s: an 80 % drop needs a baseline above 5,000.
+    assert json.loads((old / "bench.json").read_text())[0]["req_per_s"] > 5000, "too slow to prove anything"
 
     status, out, err = bench(capsys, tmp_path / "slow", "--cmd", server("slow"), *LOAD, "--repeat", "1",
-                             "--baseline", str(old), "--max-regression", "50%")
+                             "--baseline", str(old), "--max-regression", "80%")
     assert status == 3, err
-    assert "✗ baseline srv pingpong at 20 connection(s) req_per_s: " in out and "limit 50 % worse" in out
+    assert "✗ baseline srv pingpong at 100 connection(s) req_per_s: " in out and "limit 80 % worse" in out
 
     # Negative control: the correct server again, against the same baseline and limit.
     status, out, err = bench(capsys, tmp_path / "again", "--cmd", server("correct"), *LOAD, "--repeat", "3",
-                             "--baseline", str(old / "bench.json"), "--max-regression", "50%")
+                             "--baseline", str(old / "bench.json"), "--max-regression", "80%")
     assert status == 0, out + err
-    assert "✓ baseline srv pingpong at 20 connection(s) req_per_s: " in out
+    assert "✓ baseline srv pingpong at 100 connection(s) req_per_s: " in out
