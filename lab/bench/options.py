@@ -167,6 +167,9 @@ def _rate(args: argparse.Namespace, pipeline: int) -> float | None:
 def _workloads(args: argparse.Namespace, external: tuple | None) -> list[Workload]:
     """One workload per kind and (connection count, length)."""
     kinds = _workload_kinds(args, external)
+    if args.duration is not None and "pingpong" not in kinds:
+        raise UsageError("--duration times the pingpong workload; stream and connect run until their bytes "
+                         "or connections are done")
     connections, requests = _sizes(args)
     size = _positive(parse_size, args.size, "--size", "bytes")
     pipeline = _whole(args.pipeline, "--pipeline", 1)

@@ -242,8 +242,9 @@ def summarize(runs: list[RunRecord], platform: dict) -> list[dict]:
             "latency_ms": latency,
             "server_cpu": server,
             "client_cpu": client,
-            "bound": bottleneck(server and server["utilisation"], first.server_threads,
-                                client["utilisation"], first.workers),
+            # Pinned, the client's workers share the client's CPUs: it is bound at their count.
+            "bound": bottleneck(server and server["utilisation"], first.server_threads, client["utilisation"],
+                                min(first.workers, len(first.client_cpus)) if first.client_cpus else first.workers),
             "counters_per_op": _counter_figures(timed),
             "syscalls_per_op": _syscall_figures([run for run in group if run.traced]),
             "server_rss_mib": median_or_none([run.server_rss_bytes / MIB for run in timed if run.server_rss_bytes]),

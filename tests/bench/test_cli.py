@@ -95,6 +95,7 @@ def test_all_targets():
         (["--target", "edge", "-d", "soon"], "--duration: expected a duration"),
         (["--target", "edge", "-d", "2s", "-n", "10"], "requests per connection (-n) or a duration (-d)"),
         (["127.0.0.1", "80", "--pin"], "--pin needs a server the bench starts"),
+        (["--target", "edge", "-d", "2s", "--workload", "stream"], "--duration times the pingpong workload"),
     ],
 )
 def test_misuse_is_a_usage_error(argv, message):

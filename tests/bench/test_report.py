@@ -125,6 +125,17 @@ def test_a_busy_machine_is_named(load, noted):
         assert notes[0].startswith(f"BUSY MACHINE: the 1-minute load average reached {load:.1f} on 2 CPU(s)")
 
 
+def test_pinned_workers_are_bound_at_the_client_cpus_they_share():
+    runs = edge_runs()  # client CPU 0.5 s per run of 0.8-1.25 s: 40-62 % of a core
+    for run in runs:
+        run.workers, run.client_cpus = 2, [1]
+        run.client_cpu = {"total_s": run.elapsed_s * 0.95, "user_s": None, "system_s": None}
+    assert summarize(runs, PLATFORM)[0]["bound"] == "client"  # 95 % of the one CPU both workers have
+    for run in runs:
+        run.client_cpus = [0, 1]
+    assert summarize(runs, PLATFORM)[0]["bound"] == "neither"  # 95 % of two cores' worth is not bound
+
+
 def test_pinning_is_stated_only_when_every_run_was_pinned():
     runs = edge_runs()
     for run in runs:
