@@ -223,7 +223,8 @@ def summarize(runs: list[RunRecord], platform: dict) -> list[dict]:
             "target": first.target,
             "workload": first.workload,
             "connections": first.connections,
-            "requests": round(first.ops) if first.workload != "stream" else None,
+            # A timed run (-d) does as many as it can: the median run's count.
+            "requests": round(median_or_none([run.ops for run in timed])) if first.workload != "stream" else None,
             "requests_per_connection": first.requests_per_connection,
             "duration_s": first.duration_s,
             "size": first.size,
