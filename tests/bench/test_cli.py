@@ -3,6 +3,7 @@ before anything starts (so these tests open no socket)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import sys
 import pytest
 
 from lab.bench.options import build_gate, build_plan, parse_counts
-from lab.bench.pinning import default_pinning
+from lab.bench.pinning import default_pinning, running_on
 from lab.cli import build_parser, main
 from lab.errors import UsageError
 
@@ -122,6 +123,13 @@ def test_pinning_is_the_default_for_started_servers_only():
     assert plan_of("--target", "edge")[0].pinning == default_pinning()
     assert plan_of("--target", "edge", "--no-pin")[0].pinning is None
     assert plan_of("127.0.0.1", "8080")[0].pinning is None  # someone else's server: not ours to pin
+
+
+def test_one_cpu_means_no_pinning_and_an_explicit_pin_is_refused():
+    with running_on({min(os.sched_getaffinity(0))}):
+        assert plan_of("--target", "edge")[0].pinning is None
+        with pytest.raises(UsageError, match="--pin needs at least 2 usable CPUs; this process may use 1"):
+            plan_of("--target", "edge", "--pin")
 
 
 def test_gate_options():
