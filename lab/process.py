@@ -4,10 +4,17 @@ Used by the tests, the scenario runner and the benchmark alike. The server runs 
 session (so its whole process group can be signalled and killed), with stdout and stderr going
 to files that outlive it. It counts as ready when it prints ``listening on HOST:PORT`` (the
 lab's servers do) or, for any other program, when its known port accepts a connection.
+
+Clients must connect to the address the server listens on: a server bound to ``::1`` only is
+not reachable at 127.0.0.1. So ``host`` becomes that address once the server is ready: the
+announced one, or the one /proc/PID/net/tcp and tcp6 list as LISTEN on its port (a wildcard
+bind, 0.0.0.0 or ``::``, is reached through loopback of the same family). When /proc shows no
+listener (a port published from another network namespace), 127.0.0.1 is tried as before.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -19,7 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab import cgroup, probes
 from lab.errors import UsageError
+from lab.units import format_size
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 POLL_INTERVAL = 0.02
@@ -57,6 +66,7 @@ class ServerProcess:
         self.stdout_path = self.log_dir / "stdout.txt"
         self.stderr_path = self.log_dir / "stderr.txt"
         self.process: subprocess.Popen | None = None
+        self._limits_at_start = cgroup.CgroupCounters()
 
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> ServerProcess:
@@ -66,6 +76,7 @@ class ServerProcess:
         def lower_fd_limit() -> None:  # runs in the child between fork and exec
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
+        self._limits_at_start = cgroup.read_counters()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             try:
                 self.process = subprocess.Popen(
@@ -80,6 +91,11 @@ class ServerProcess:
                 )
             except OSError as error:
                 raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
+            except subprocess.SubprocessError as error:  # only lower_fd_limit runs in the child
+                raise StartError(
+                    f"cannot start {self.command!r}: setting its open-file limit to {nofile} failed "
+                    f"(above the hard limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]}?)"
+                ) from error
         return self
 
     def wait_listening(self) -> tuple[str, int]:
@@ -90,25 +106,42 @@ class ServerProcess:
         while True:
             match = LISTENING_LINE.search(self.stdout_text())
             if match:
-                self.host, self.port = match.group(1), int(match.group(2))
+                self.port = int(match.group(2))
+                self.host = dial_address([match.group(1)]) or self._listener_address() or self.host
                 return self.host, self.port
-            if self.port is not None and _accepts(self.host, self.port):
-                return self.host, self.port
+            if self.port is not None:
+                host = self._listener_address() or self.host
+                if _accepts(host, self.port):
+                    self.host = host
+                    return self.host, self.port
             if self.process.poll() is not None:
+                cause = self.exit_cause()
                 raise StartError(
-                    f"{self.command!r} exited with status {self.process.returncode} before "
-                    f"listening{self._stderr_tail()}"
+                    f"{self.command!r} exited with status {self.process.returncode}"
+                    f"{f' ({cause})' if cause else ''} before listening{self._stderr_tail()}"
                 )
             if time.monotonic() > deadline:
                 where = f"on {self.host}:{self.port}" if self.port else "(no 'listening on HOST:PORT' line)"
+                cause = self.exit_cause()
                 raise StartError(
-                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s; "
-                    f"check that it binds the port it is given{self._stderr_tail()}"
+                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s"
+                    f"{f' ({cause})' if cause else ''}; check that it binds the port it is given"
+                    f"{self._stderr_tail()}"
                 )
             try:  # sleeps, but wakes at once if the program exits
                 self.process.wait(timeout=POLL_INTERVAL)
             except subprocess.TimeoutExpired:
                 pass
+
+    def exit_cause(self) -> str | None:
+        """What a limit of the cgroup (a sandbox's memory or pids limit) did to the program
+        since it started, in words ("killed: out of memory (limit 1 GiB)"), or None."""
+        assert self.process is not None
+        returncode = self.process.poll()
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # what the program inherited
+        if returncode == -signal.SIGXFSZ and limit != resource.RLIM_INFINITY:
+            return f"killed: it wrote a file past the file size limit ({format_size(limit)})"
+        return cgroup.kill_cause(self._limits_at_start, cgroup.read_counters(), returncode)
 
     def send_signal(self, signum: int) -> None:
         assert self.process is not None
@@ -174,6 +207,15 @@ class ServerProcess:
         tail = self.stderr_text().strip().splitlines()[-lines:]
         return "; stderr ends: " + " | ".join(tail) if tail else ""
 
+    def _listener_address(self) -> str | None:
+        """Where to connect to reach the LISTEN socket on our port, from /proc (None if
+        there is none in the server's network namespace)."""
+        try:
+            sockets = probes.tcp_sockets(self.pid, port=self.port)
+        except (probes.ProcessGone, ValueError):
+            return None
+        return dial_address([s.local_host for s in sockets if s.state == "LISTEN"])
+
     def _signal_group(self, signum: int) -> None:
         try:
             os.killpg(self.process.pid, signum)
@@ -204,6 +246,26 @@ def read_stats(stats_file: Path) -> dict | None:
         return json.loads(Path(stats_file).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def dial_address(listen_hosts: list[str]) -> str | None:
+    """The address a client connects to, given the addresses a server listens on (IPv4 first,
+    as before IPv6 was graded): a wildcard becomes the loopback address of its family, an
+    IPv4-mapped one (``::ffff:127.0.0.1``) its IPv4 address. Host names are skipped: None
+    when no address is left."""
+    addresses = []
+    for text in listen_hosts:
+        try:
+            address = ipaddress.ip_address(text.strip("[]"))
+        except ValueError:
+            continue
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.is_unspecified:
+            address = ipaddress.ip_address("127.0.0.1" if address.version == 4 else "::1")
+        addresses.append(address)
+    addresses.sort(key=lambda address: address.version)
+    return str(addresses[0]) if addresses else None
 
 
 def _accepts(host: str, port: int) -> bool:

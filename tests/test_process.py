@@ -16,7 +16,7 @@ import textwrap
 import pytest
 
 from lab.errors import UsageError
-from lab.process import ServerProcess, StartError, read_stats, request_stats
+from lab.process import ServerProcess, StartError, dial_address, read_stats, request_stats
 
 
 def python(code: str) -> list[str]:
@@ -169,3 +169,21 @@ def test_read_stats_is_none_for_a_missing_or_unfinished_file(tmp_path, content):
     if content is not None:
         stats_file.write_text(content)
     assert read_stats(stats_file) is None
+
+
+@pytest.mark.parametrize(
+    ("listening", "dial"),
+    [
+        (["127.0.0.1"], "127.0.0.1"),
+        (["0.0.0.0"], "127.0.0.1"),
+        (["::1"], "::1"),
+        (["[::1]"], "::1"),
+        (["::"], "::1"),  # dual-stack or not, ::1 reaches it
+        (["::ffff:127.0.0.2"], "127.0.0.2"),
+        (["::1", "127.0.0.1"], "127.0.0.1"),  # IPv4 first, as before IPv6 was graded
+        (["localhost"], None),  # a name is not an address: /proc is asked instead
+        ([], None),
+    ],
+)
+def test_clients_dial_the_address_the_server_listens_on(listening, dial):
+    assert dial_address(listening) == dial

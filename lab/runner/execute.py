@@ -23,7 +23,7 @@ from lab.runner import evidence
 from lab.runner.scenario import Scenario, Step
 from lab.runner.program import Program
 from lab.runner.clients import (
-    CAUGHT_UP, EOF, HOST, SENT, Client, connect_clients, pattern_bytes, pump, shut_write,
+    CAUGHT_UP, EOF, SENT, Client, connect_clients, pattern_bytes, pump, shut_write,
 )
 from lab.process import ServerProcess
 
@@ -85,6 +85,7 @@ def _note_death(context: Context, run: dict, when: str) -> None:
     if status is not None and run["died_in_step"] is None and context.signalled_at is None:
         run["died_in_step"] = when
         run["exit_status"] = status
+        run["exit_cause"] = context.server.exit_cause()
 
 
 # -- the actions -----------------------------------------------------------------------------
@@ -103,7 +104,8 @@ def do_probe(context: Context, step: Step) -> dict:
 def do_connect(context: Context, step: Step) -> dict:
     wanted = step.params["clients"]
     started = time.monotonic()
-    clients, failures = connect_clients(wanted, context.port, _deadline(step), context.next_index)
+    clients, failures = connect_clients(wanted, context.port, _deadline(step), context.next_index,
+                                        host=context.server.host)
     context.next_index += wanted
     context.groups[step.params["group"]] = clients
     return {
@@ -299,7 +301,7 @@ def do_watch(context: Context, step: Step) -> dict:
 def do_exit(context: Context, step: Step) -> dict:
     """After a signal: new connections must be refused; then the clients leave (as ``nc``
     does after EOF) and the server must exit within its drain timeout."""
-    refused = _connect_refused(context.port) if context.server.process.poll() is None else True
+    refused = _connect_refused(context.server.host, context.port) if context.server.process.poll() is None else True
     context.close_all()
     started = context.signalled_at or time.monotonic()
     deadline = started + context.target.drain_timeout + step.params["timeout"]
@@ -312,9 +314,9 @@ def do_exit(context: Context, step: Step) -> dict:
     }
 
 
-def _connect_refused(port: int) -> bool:
+def _connect_refused(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((HOST, port), timeout=1.0):
+        with socket.create_connection((host, port), timeout=1.0):
             return False
     except OSError:
         return True

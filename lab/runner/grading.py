@@ -431,7 +431,8 @@ def _deaths(item: Item, obs: dict) -> str:
     for scenario in item.scenarios:
         run = obs.get(scenario, {}).get("_run", {})
         if run.get("died_in_step"):
-            notes.append(f"the server exited with status {run['exit_status']} in {scenario}, "
+            cause = f" ({run['exit_cause']})" if run.get("exit_cause") else ""
+            notes.append(f"the server exited with status {run['exit_status']}{cause} in {scenario}, "
                          f"found dead after {run['died_in_step']}")
     return f" ({'; '.join(notes)})" if notes else ""
 
