@@ -18,6 +18,7 @@ limit smaller than the runs' spread will flap, which is why each line shows the 
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -125,6 +126,8 @@ def parse_threshold(text: str, targets: list[str] | None = None) -> Threshold:
         units = ", ".join(unit for unit in metric.units if unit) or "no unit"
         raise UsageError(f"{where}: {name} is in {metric.unit}; the limit may carry {units}, not {match['unit']!r}")
     limit = float(match["number"].replace("_", "")) * metric.units[match["unit"]]
+    if not math.isfinite(limit):
+        raise UsageError(f"{where}: {right!r} is too large to compare with")
     return Threshold(text.strip(), target, metric, found.group(), limit)
 
 

@@ -4,10 +4,13 @@ Made-up results, no sockets (the live gate is in test_gate_live.py)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lab.bench.gate import Gate, compare_baseline, judge_threshold, load_baseline, parse_percent, parse_threshold
+from lab.bench.gate import METRICS, Gate, compare_baseline, judge_threshold, load_baseline, parse_percent, parse_threshold
 from lab.errors import UsageError
 
 
@@ -55,6 +58,7 @@ def test_threshold_expressions(text, target, metric, compare, limit):
         ("p99<5kb", "p99 is in ms; the limit may carry ms, us, µs, s, not 'kb'"),
         ("req_per_s>5ms", "req_per_s is in req/s; the limit may carry k, M, not 'ms'"),
         ("nginx:p99<5ms", "no target 'nginx' in this run (it measures edge, level)"),
+        ("p99<" + "9" * 400, "is too large to compare with"),
     ],
 )
 def test_bad_threshold_expressions_say_which_and_what(text, message):
@@ -136,3 +140,26 @@ def test_baseline_files(tmp_path):
                           ("other.json", "not a lab bench report")):
         with pytest.raises(UsageError, match=message):
             load_baseline(str(tmp_path / name))
+
+
+THRESHOLD_TEXTS = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda target, metric, compare, number, unit: f"{target}{metric}{compare}{number}{unit}",
+              st.sampled_from(["", "edge:", "nginx:", "127.0.0.1:8080:", ":", "::"]),
+              st.sampled_from([*METRICS, "p98", "", " p99 "]),
+              st.sampled_from(["<", ">", "<=", ">=", "=", "==", "=<", "<<", ""]),
+              st.one_of(st.from_regex(r"\d{1,400}(\.\d{1,40})?", fullmatch=True), st.text(max_size=5)),
+              st.sampled_from(["", "ms", "us", "µs", "s", "k", "M", "ns", "kb", " ms"])),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(THRESHOLD_TEXTS)
+def test_any_threshold_text_parses_or_names_itself(text):
+    try:
+        threshold = parse_threshold(text, ["edge"])
+    except UsageError as error:
+        assert str(error).startswith(f"--threshold {text!r}: ")
+        return
+    assert threshold.metric.name in METRICS and threshold.target in (None, "edge")
+    assert math.isfinite(threshold.limit) and threshold.limit >= 0
