@@ -53,7 +53,7 @@ def test_the_same_threshold_passes_without_the_fault(capsys, tmp_path):
 
 
 def test_baseline_catches_the_regression_and_passes_a_rerun(capsys, tmp_path):
-    status, _, err = bench(capsys, tmp_path / "old", "--cmd", server("correct"), *LOAD, "--repeat", "5")
+    status, _, err = bench(capsys, tmp_path / "old", "--cmd", server("correct"), *LOAD, "--repeat", "3")
     assert status == 0, err
     [old] = (tmp_path / "old").iterdir()
     baseline = json.loads((old / "bench.json").read_text())[0]["req_per_s"]
@@ -67,7 +67,7 @@ def test_baseline_catches_the_regression_and_passes_a_rerun(capsys, tmp_path):
     assert "✗ baseline srv pingpong at 100 connection(s) req_per_s: " in out and "limit 70 % worse" in out
 
     # Negative control: the correct server again, against the same baseline and limit.
-    status, out, err = bench(capsys, tmp_path / "again", "--cmd", server("correct"), *LOAD, "--repeat", "5",
+    status, out, err = bench(capsys, tmp_path / "again", "--cmd", server("correct"), *LOAD, "--repeat", "3",
                              "--baseline", str(old / "bench.json"), "--max-regression", "70%")
     assert status == 0, out + err
     assert "✓ baseline srv pingpong at 100 connection(s) req_per_s: " in out
