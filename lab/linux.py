@@ -1,7 +1,7 @@
-"""Thin bindings for timerfd and signalfd.
+"""Thin bindings for timerfd, signalfd, prctl(PR_SET_PDEATHSIG), and FIONREAD on a socket.
 
 Python 3.13 added ``os.timerfd_create`` and ``os.timerfd_settime``; on older Pythons, and for
-signalfd (which ``os`` lacks), the libc functions are called through ctypes. Every failure
+signalfd and prctl (which ``os`` lacks), the libc functions are called through ctypes. Every failure
 raises OSError with the errno the kernel gave, like the ``os`` functions do.
 
 Facts the callers rely on:
@@ -11,6 +11,9 @@ Facts the callers rely on:
 - A signalfd only receives signals that are blocked (pthread_sigmask) in every thread;
   otherwise the normal disposition runs first. read() returns one 128-byte
   ``struct signalfd_siginfo`` per pending signal, ``ssi_signo`` first.
+- prctl(PR_SET_PDEATHSIG, sig) asks the kernel to send ``sig`` to this process when the
+  thread that forked it exits, however it exits (even SIGKILL). The setting survives exec
+  but not fork, and a parent that died before the call is not noticed: check getppid().
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ CLOCK_MONOTONIC = time.CLOCK_MONOTONIC
 # TFD_* and SFD_* share their values with O_NONBLOCK and O_CLOEXEC (see timerfd_create(2)).
 NONBLOCK_CLOEXEC = os.O_NONBLOCK | os.O_CLOEXEC
 _EXPIRATIONS = struct.Struct("=Q")
+_INT = struct.Struct("=i")
 _SIGINFO_SIZE = 128
 _SIGSET_BYTES = 128  # glibc's sigset_t (1024 bits); the kernel reads only the first 8
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -103,3 +108,16 @@ def signalfd_read(fd: int) -> list[signal.Signals]:
         signal.Signals(struct.unpack_from("=I", data, offset)[0])
         for offset in range(0, len(data), _SIGINFO_SIZE)
     ]
+
+
+def unread_bytes(fd: int) -> int:
+    """FIONREAD (SIOCINQ for a TCP socket): bytes received on ``fd`` and not yet read."""
+    import fcntl  # here: this module also loads where a process starts, on any host
+    import termios
+
+    return _INT.unpack(fcntl.ioctl(fd, termios.FIONREAD, bytes(_INT.size)))[0]
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, signum): receive ``signum`` when the parent (thread) dies."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")

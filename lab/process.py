@@ -5,6 +5,11 @@ session (so its whole process group can be signalled and killed), with stdout an
 to files that outlive it. It counts as ready when it prints ``listening on HOST:PORT`` (the
 lab's servers do) or, for any other program, when its known port accepts a connection.
 
+A server never outlives the process that started it: ``stop()`` ends it on every way out of
+Python (an exception, Ctrl-C, SIGTERM turned into an exception by the CLI), and for the ways
+Python never sees (SIGKILL, a crash) the child asks the kernel for SIGKILL when its parent
+dies (``PR_SET_PDEATHSIG``, set between fork and exec).
+
 Clients must connect to the address the server listens on: a server bound to ``::1`` only is
 not reachable at 127.0.0.1. So ``host`` becomes that address once the server is ready: the
 announced one, or the one /proc/PID/net/tcp and tcp6 list as LISTEN on its port (a wildcard
@@ -18,12 +23,12 @@ import ipaddress
 import json
 import os
 import re
-import resource
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab import cgroup, probes
@@ -71,11 +76,6 @@ class ServerProcess:
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> ServerProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        nofile = self.nofile
-
-        def lower_fd_limit() -> None:  # runs in the child between fork and exec
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
         self._limits_at_start = cgroup.read_counters()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             try:
@@ -87,13 +87,15 @@ class ServerProcess:
                     env=self.env,
                     cwd=self.cwd,
                     start_new_session=True,
-                    preexec_fn=lower_fd_limit if nofile else None,
+                    preexec_fn=child_setup(self.nofile),
                 )
             except OSError as error:
                 raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
-            except subprocess.SubprocessError as error:  # only lower_fd_limit runs in the child
+            except subprocess.SubprocessError as error:  # only child_setup runs in the child
+                import resource
+
                 raise StartError(
-                    f"cannot start {self.command!r}: setting its open-file limit to {nofile} failed "
+                    f"cannot start {self.command!r}: setting its open-file limit to {self.nofile} failed "
                     f"(above the hard limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]}?)"
                 ) from error
         return self
@@ -136,6 +138,8 @@ class ServerProcess:
     def exit_cause(self) -> str | None:
         """What a limit of the cgroup (a sandbox's memory or pids limit) did to the program
         since it started, in words ("killed: out of memory (limit 1 GiB)"), or None."""
+        import resource
+
         assert self.process is not None
         returncode = self.process.poll()
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # what the program inherited
@@ -147,6 +151,14 @@ class ServerProcess:
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(signum)
+
+    def freeze(self) -> None:
+        """SIGSTOP the process group: the kernel keeps queueing for it (connections in the
+        backlog, bytes and FINs in socket buffers, signals) until ``thaw``."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_group(signal.SIGCONT)
 
     def wait(self, timeout: float) -> int | None:
         """The exit status, or None if still running after ``timeout`` seconds."""
@@ -221,6 +233,26 @@ class ServerProcess:
             os.killpg(self.process.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def child_setup(nofile: int | None = None) -> Callable[[], None]:
+    """What a child of the lab does between fork and exec: die with its parent and, with
+    ``nofile``, run under that open-file limit. (Linux-only modules load here, when a
+    process is started, never on a host that only hands commands to the container.)"""
+    import resource
+
+    from lab import linux
+
+    parent = os.getpid()
+
+    def in_child() -> None:
+        linux.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody will signal us
+            os.kill(os.getpid(), signal.SIGKILL)
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    return in_child
 
 
 def request_stats(server: ServerProcess, stats_file: Path, timeout: float = 10.0) -> dict:

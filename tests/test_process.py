@@ -10,8 +10,10 @@ import json
 import os
 import select
 import signal
+import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -169,6 +171,53 @@ def test_read_stats_is_none_for_a_missing_or_unfinished_file(tmp_path, content):
     if content is not None:
         stats_file.write_text(content)
     assert read_stats(stats_file) is None
+
+
+# A parent that starts LISTENER (through ServerProcess, or a plain Popen for the control),
+# prints the child's pid, then waits to be killed.
+ORPHANING_PARENT = """
+    import subprocess, sys, time
+    from lab.process import ServerProcess
+    listener = sys.argv[1]
+    if sys.argv[2] == "server-process":
+        child = ServerProcess([sys.executable, "-c", listener]).start().process
+    else:
+        child = subprocess.Popen([sys.executable, "-c", listener], start_new_session=True,
+                                 stdout=subprocess.DEVNULL)
+    print(child.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie (an orphan is reaped by init at once)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize(("how", "survives"), [("server-process", False), ("plain-popen", True)])
+def test_a_sigkilled_parent_takes_its_server_with_it(how, survives):
+    # plain-popen is the negative control: without PR_SET_PDEATHSIG the orphan lives on.
+    parent = subprocess.Popen([*python(ORPHANING_PARENT), textwrap.dedent(LISTENER), how],
+                              stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 1.0
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.02)  # poll interval of the 1 s deadline above
+        assert _alive(child) == survives
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+        if child is not None and _alive(child):
+            os.kill(child, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(
