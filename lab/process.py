@@ -33,6 +33,7 @@ from pathlib import Path
 
 from lab import cgroup, probes
 from lab.errors import UsageError
+from lab.executable import start_error
 from lab.units import format_size
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
@@ -90,7 +91,8 @@ class ServerProcess:
                     preexec_fn=child_setup(self.nofile),
                 )
             except OSError as error:
-                raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
+                reason = start_error(error, self.argv[0], self.cwd)
+                raise StartError(f"cannot start {self.command!r}: {reason}") from error
             except subprocess.SubprocessError as error:  # only child_setup runs in the child
                 import resource
 

@@ -22,9 +22,10 @@ from lab import cgroup, host
 from lab.errors import UsageError
 from lab.runner import preflight
 from lab.runner.benchmark import run_benchmark
+from lab.runner.build import OUTPUT_FILE, BuildResult, BuildStep, resolve_command, run_build
 from lab.runner.checklist import BENCHMARK, CHECKLIST, Item, items_for, select_items
 from lab.runner.execute import run_scenario
-from lab.runner.grading import ItemResult, combine, grade_item, missing_program
+from lab.runner.grading import ItemResult, build_failed, combine, grade_item, missing_program
 from lab.runner.progress import Progress
 from lab.runner.report import RunDirectory, RunReport, junit_xml, results_json, scorecard_markdown
 from lab.runner.scenario import Scenario, check_needs, load_scenarios
@@ -69,9 +70,10 @@ def grade_submission(
     progress: Progress | None = None,
     junit: str | Path | None = None,
 ) -> RunReport:
-    """Grade every program of a submission on the whole checklist (or ``only``)."""
+    """Build the submission if it has a build step, then grade every program of it on the whole
+    checklist (or ``only``). A failed build fails every item with its reason."""
     grade = Grade(submission.name, dict(submission.programs), select_items(CHECKLIST, tuple(only)),
-                  benchmark=submission.benchmark, strict_start=False)
+                  benchmark=submission.benchmark, strict_start=False, build=submission.build)
     return _grade(grade, (), Output(Path(results_dir), progress, junit))
 
 
@@ -85,6 +87,7 @@ class Grade:
     items: tuple[Item, ...]
     benchmark: BenchmarkSpec | None = None
     strict_start: bool = False
+    build: BuildStep | None = None  # run once before anything is graded
 
 
 @dataclass(slots=True, frozen=True)
@@ -114,10 +117,20 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
         for warning in warnings:
             progress.note(f"warning: {warning}")
 
+    build_argv = resolve_command(grade.build.argv) if grade.build is not None else None  # before any output
     started_wall, started = time.time(), time.monotonic()
     limits_before = cgroup.read_counters()
     with RunDirectory(output.results_dir, grade.name) as run_dir:
-        observations = _observe(grade, plans, scenarios, run_dir.path, progress)
+        built = _build(grade.build, build_argv, run_dir.path, progress) if grade.build is not None else None
+        if built is None or built.ok:
+            observations = _observe(grade, plans, scenarios, run_dir.path, progress)
+            results = {item.id: _result(item, observations) for item in grade.items}
+        else:
+            observations = {}
+            results = {item.id: build_failed(item, built.summary()) for item in grade.items}
+            warnings.append(f"{built.summary()}: see {OUTPUT_FILE}")
+        if built is not None:
+            observations["build"] = {"build": built.to_json()}
         # In a sandbox, a fork refused by its pids limit shows in no exit status: say so.
         refused = cgroup.kill_cause(limits_before, cgroup.read_counters(), None)
         if refused:
@@ -125,7 +138,7 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
         report = RunReport(
             name=grade.name,
             programs={kind: " ".join(program.argv) for kind, program in grade.programs.items()},
-            results={item.id: _result(item, observations) for item in grade.items},
+            results=results,
             environment=environment,
             warnings=warnings,
             observations=observations,
@@ -134,6 +147,8 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
         )
         if grade.benchmark is not None:
             report.programs[BENCHMARK] = " ".join(grade.benchmark.argv)
+        if grade.build is not None:
+            report.programs["build"] = grade.build.command
         run_dir.write("results.json", results_json(report))
         run_dir.write("scorecard.md", scorecard_markdown(report))
         report.run_dir = run_dir.commit()
@@ -180,6 +195,18 @@ def _observe(grade: Grade, plans: dict[str, list[str]], scenarios: dict[str, Sce
     if progress is not None:
         progress.done()
     return observations
+
+
+def _build(step: BuildStep, argv: list[str], run_dir: Path, progress: Progress | None) -> BuildResult:
+    if progress is not None:
+        progress.begin_program("build", step.command)
+    built = run_build(step, argv, run_dir / OUTPUT_FILE)
+    if progress is not None:
+        note = built.summary()
+        if not built.ok:
+            note += f"; its output ends:\n{built.tail()}"
+        progress.note(note)
+    return built
 
 
 def _run_program(target: Program, scenarios: list[Scenario], log_dir: Path,
