@@ -30,10 +30,13 @@ from lab.bench.report import (RunRecord, busy_notes, markdown, pinning_line, sum
 from lab.bench.session import Plan, run_plan
 from lab.bench.targets import TARGETS
 from lab.bench.workload import WORKLOADS, BenchFailure
+from lab.files import check_folder_writable
 from lab.host import raise_fd_limit
 
 # Exit statuses (documented in --help).
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
+# 3 is the CLI-wide internal error (lab.cli), so a failed gate is 4: CI tells a regression
+# from a bug in the lab.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 4
 DESCRIPTION = """\
 Load echo servers, verify every reply, and report throughput, latency and what it cost.
 
@@ -58,8 +61,10 @@ A CI gate, as k6 has: --threshold '[TARGET:]METRIC<VALUE' (or >, <=, >=), repeat
 Exit status:
   0  every reply verified, and every threshold and baseline comparison held
   1  the measurement failed: a wrong reply, a dropped connection, nothing listening
-  2  usage: a bad option or threshold expression, an unreadable baseline
-  3  the measurement worked but a threshold or the baseline comparison failed"""
+  2  usage: a bad option or threshold expression, an unreadable baseline, a --results
+     folder that cannot be written (all checked before anything runs)
+  3  internal error: a bug in the lab, printed with its traceback
+  4  the measurement worked but a threshold or the baseline comparison failed"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument("--timeout", default="30s", help="fail when no reply comes for this long (default 30s)")
     how.add_argument("--results", default="results", help="parent directory of the report (default results)")
     how.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    gate = parser.add_argument_group("CI gate (exit status 3 when one fails)")
+    gate = parser.add_argument_group("CI gate (exit status 4 when one fails)")
     gate.add_argument("--threshold", action="append", default=[], metavar="[TARGET:]METRIC<VALUE",
                       help="e.g. 'req_per_s>50000', 'p99<5ms', 'edge:server_us_per_req<10'; repeatable")
     gate.add_argument("--baseline", metavar="OLD/bench.json", help="compare with an earlier run's report")
@@ -122,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     plan, notes = build_plan(args)
     gate = build_gate(args, plan)
+    check_folder_writable(Path(args.results), "--results")  # not after minutes of measuring
     raise_fd_limit(fd_need(plan))
     platform = platform_info.collect()
     for note in notes:
@@ -162,7 +168,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if gate_lines:
         print("\n".join(["gate:", *gate_lines]))
     if any(verdict.passed is False for verdict in verdicts):
-        print("lab bench: the gate failed (exit status 3): see the ✗ lines above", file=sys.stderr)
+        print(f"lab bench: the gate failed (exit status {EXIT_GATE}): see the ✗ lines above", file=sys.stderr)
         return EXIT_GATE
     return EXIT_OK
 
