@@ -31,6 +31,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _ready_timeout(text: str) -> float:
+    seconds = _duration(text)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"the ready timeout must be longer than 0 s, got {text!r}")
+    return seconds
+
+
 def _path(text: str) -> Path:
     if "\0" in text:
         raise argparse.ArgumentTypeError(f"{text!r}: not a file name (it holds a NUL byte)")
@@ -106,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="with --cmd --as timeout: how often it checks for idle connections (default 1s)")
     run.add_argument("--drain-timeout", type=_duration, metavar="DURATION",
                      help="with --cmd --as graceful: its longest drain after SIGTERM (default 10s)")
-    run.add_argument("--ready-timeout", type=_duration, metavar="DURATION",
+    run.add_argument("--ready-timeout", type=_ready_timeout, metavar="DURATION",
                      help="how long the program may take to start listening (default 15s)")
     _common(run)
     # --list reads files and prints; it needs no epoll, so it runs on any host.
@@ -128,6 +135,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="a submission file (see lab/runner/submission.py for its fields), a "
                             "folder with a submission.toml, or a folder of student folders")
     _common(grade)
+    grade.add_argument("--ready-timeout", type=_ready_timeout, metavar="DURATION",
+                       help="how long each program may take to start listening (default 15s); a "
+                            "program whose section in the submission file sets ready_timeout keeps its own")
     klass = grade.add_argument_group("grading a class")
     klass.add_argument("--jobs", type=_whole, metavar="N",
                        help="grade N submissions at once (default: one per two usable cores, "
@@ -221,13 +231,13 @@ def grade_command(args: argparse.Namespace) -> int:
             from lab.runner.classroom import copy_submission
 
             file = copy_submission(file, args.copy_to)
-        submission = load_submission(file)
+        submission = load_submission(file, ready_timeout=args.ready_timeout)
         if args.name:
             submission = dataclasses.replace(submission, name=args.name)
     elif args.copy_to is not None or args.name:
         raise UsageError("--copy-to and --name need a submission file")
     else:
-        submission = reference()
+        submission = reference(args.ready_timeout)
     report = grade_submission(submission, args.only, results_dir=args.results, progress=Progress(),
                               junit=args.junit)
     return _print(report)
