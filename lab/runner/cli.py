@@ -96,8 +96,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
         "run",
         help="run scenarios against one server and grade it",
-        description="Run the scenarios against one server and grade it on the checklist items of its kind.",
-        epilog="example: lab run --cmd './zig-out/bin/edge_triggered_epoll {port}' --as edge",
+        description="Run the scenarios against one server and grade it on the checklist items\n"
+                    "of its kind.",
+        epilog="example: lab run --cmd './zig-out/bin/edge_triggered_epoll {port}' --as edge\n\n"
+               "exit status: 0 when every mandatory item graded passed, else 1; 2 usage (a bad\n"
+               "option or scenario file, a program that never listens); 3 internal error (a bug\n"
+               "in the lab).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO_OR_DIR",
                      help="scenario files or folders (default: the shipped scenarios/)")
@@ -129,10 +134,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "reachable, and write class.json, class.csv, class.md and class.html.",
         epilog="exit status: one submission: 0 when every mandatory item passed, else 1. A class: "
                "0 when every submission was graded (whatever its score), 1 when one could not be. "
-               "2: a usage error.",
+               "2: usage (a bad option or submission file). 3: internal error (a bug in the lab).",
     )
     grade.add_argument("submission", nargs="*", type=Path, metavar="SUBMISSION",
-                       help="a submission file (see lab/runner/submission.py for its fields), a "
+                       help="a submission file (its fields: README, 'Grade your own server'), a "
                             "folder with a submission.toml, or a folder of student folders")
     _common(grade)
     grade.add_argument("--ready-timeout", type=_ready_timeout, metavar="DURATION",
