@@ -92,25 +92,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("-n", "--requests", help=f"requests per connection (default {DEFAULT_REQUESTS}); a "
                                                "comma list pairs up with -c, e.g. -c 100,10000 -n 1000,10")
     what.add_argument("--size", default="64", help="request size, e.g. 64 or 4KiB (default 64)")
-    what.add_argument("--pipeline", default="1", metavar="N", help="requests in flight per connection (default 1)")
-    what.add_argument("--rate", metavar="REQ_PER_S", help="open loop: total requests per second (latency corrected "
-                                     "for coordinated omission); default closed loop")
+    what.add_argument("--pipeline", default="1", metavar="N",
+                      help="requests in flight per connection (default 1)")
+    what.add_argument("--rate", metavar="REQ_PER_S",
+                      help="open loop: total requests per second (latency corrected for coordinated "
+                           "omission); default closed loop")
     what.add_argument("-d", "--duration", help="pingpong: run each measurement this long (e.g. 10s) instead of "
                                                "-n requests per connection, as wrk's -d")
-    what.add_argument("--warmup", metavar="N", help="unmeasured requests per connection first (default 10%% of -n, at least "
-                                       f"1; {DEFAULT_TIMED_WARMUP} with -d)")
-    what.add_argument("--stream-size", default="10MiB", metavar="SIZE", help="stream: bytes per connection (default 10MiB)")
+    what.add_argument("--warmup", metavar="N",
+                      help=f"unmeasured requests per connection first (default 10%% of -n, at least 1; "
+                           f"{DEFAULT_TIMED_WARMUP} with -d)")
+    what.add_argument("--stream-size", default="10MiB", metavar="SIZE",
+                      help="stream: bytes per connection (default 10MiB)")
     what.add_argument("--stream-connections", default="1", metavar="N", help="stream: connections (default 1)")
     how = parser.add_argument_group("how")
-    how.add_argument("--repeat", metavar="N", help=f"measured runs per target (default {DEFAULT_REPEATS_WITH_TARGETS} "
-                                      "with --target/--cmd, else 1)")
+    how.add_argument("--repeat", metavar="N",
+                     help=f"measured runs per target (default {DEFAULT_REPEATS_WITH_TARGETS} with --target/--cmd, "
+                          "else 1)")
     how.add_argument("--workers", default="1", metavar="N", help="client processes (default 1)")
     how.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None,
                      help="run the server and the client on disjoint CPUs (default: on with 2 or more "
                           "usable CPUs, for servers the bench starts); see PERFORMANCE.md")
     how.add_argument("--strace", action="store_true",
                      help="one extra run per target under strace -c -f for syscall counts")
-    how.add_argument("--timeout", default="30s", metavar="DURATION", help="fail when no reply comes for this long (default 30s)")
+    how.add_argument("--timeout", default="30s", metavar="DURATION",
+                     help="fail when no reply comes for this long (default 30s)")
     how.add_argument("--results", default="results", metavar="DIR",
                      help="put the report folder, bench-<UTC timestamp>/, under DIR (default results)")
     how.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

@@ -141,8 +141,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "folder with a submission.toml, or a folder of student folders")
     _common(grade)
     grade.add_argument("--ready-timeout", type=_ready_timeout, metavar="DURATION",
-                       help="how long each program may take to start listening (default 15s); a "
-                            "program whose section in the submission file sets ready_timeout keeps its own")
+                       help="one submission, or the reference servers: how long each program may take "
+                            "to start listening (default 15s); a program whose section in the submission "
+                            "file sets ready_timeout keeps its own")
     klass = grade.add_argument_group("grading a class")
     klass.add_argument("--jobs", type=_whole, metavar="N",
                        help="grade N submissions at once (default: one per two usable cores, "

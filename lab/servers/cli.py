@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "3 internal error.",
     )
     parser.add_argument("kind", choices=KINDS, help="which server")
-    parser.add_argument("--host", metavar="HOST", type=_host, default=defaults.host, help="address to bind (default %(default)s)")
+    parser.add_argument("--host", metavar="HOST", type=_host, default=defaults.host,
+                        help="address to bind (default %(default)s)")
     parser.add_argument("--port", metavar="PORT", type=_port, default=defaults.port,
                         help="port to bind; 0 picks a free one (default %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="log every event (costs speed)")
@@ -88,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="oneshot: worker threads (default %(default)s)")
     parser.add_argument("--tick", metavar="DURATION", type=_more_than_zero(duration), default=defaults.tick,
                         help="timeout: timerfd period (default 1s)")
-    parser.add_argument("--idle-timeout", metavar="DURATION", type=_more_than_zero(duration), default=defaults.idle_timeout,
+    parser.add_argument("--idle-timeout", metavar="DURATION", type=_more_than_zero(duration),
+                        default=defaults.idle_timeout,
                         help="timeout: close connections idle this long (default 5s)")
     parser.add_argument("--drain-timeout", metavar="DURATION", type=duration, default=defaults.drain_timeout,
                         help="graceful: longest wait for pending output after a signal (default 10s)")
