@@ -1,37 +1,82 @@
-"""Start a server under test, know when it listens, and always stop it.
+"""Start a server under test, know when it listens, find it in its process tree, always stop it.
 
-Used by the tests, the scenario runner and the benchmark alike. The server runs in its own
-session (so its whole process group can be signalled and killed), with stdout and stderr going
-to files that outlive it. It counts as ready when it prints ``listening on HOST:PORT`` (the
-lab's servers do) or, for any other program, when its known port accepts a connection.
+Used by the tests, the scenario runner and the benchmark alike. The program runs in its own
+session, with stdout and stderr captured (the first and last MiB of each, see lab/capture.py;
+stdout line-buffered through ``stdbuf -oL`` when present, so a C server's log survives a kill).
+
+The process started is often not the server: ``sh -c``, ``make run``, ``go run``, a prefork
+master or a launcher that daemonizes stands in between. So the server is the process of the
+started TREE that holds the listening socket (its inode, from /proc/net/tcp, among the tree's
+socket fds), and ``pid`` names it. The tree is every process below the one started, plus the
+daemons that escaped it: the grader makes itself a child subreaper, so a double-forked daemon
+becomes the grader's own child, recognised by a token in its environment. Stopping signals the
+whole tree (and the session and process group), so nothing is left behind.
+
+The program counts as ready when it prints ``listening on HOST:PORT`` (the lab's servers do)
+or, for any other program, when a process of its tree listens on its known port: read from
+/proc, without a connection (which would show in the server's idle fds), and never fooled by
+another program already listening there.
 """
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import json
 import os
 import re
 import resource
+import secrets
+import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from lab.errors import UsageError
+from lab import probes
+from lab.capture import CappedCapture
+from lab.errors import STATUS_UNKNOWN, UsageError, describe_exit
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 POLL_INTERVAL = 0.02
+# A wrapper (``sh -c 'server; true'``) exits right after the server it waits for; its status is
+# taken as the server's when the server's own was collected by the wrapper.
+WRAPPER_EXIT_GRACE = 1.0
+TOKEN_VARIABLE = "LAB_TARGET_TOKEN"
+PR_SET_CHILD_SUBREAPER = 36
+_tokens = itertools.count(1)
+_subreaper = False
 
 
 class StartError(UsageError):
     """The program under test could not be started or never listened."""
 
 
+def become_subreaper() -> None:
+    """Make this process the child subreaper of everything it starts (once): orphans below it
+    (a daemon's double fork) are re-parented here instead of to init, so they stay findable."""
+    global _subreaper
+    if not _subreaper:
+        libc = ctypes.CDLL(None, use_errno=True)
+        _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def line_buffered(argv: list[str], cwd: str | Path | None) -> list[str]:
+    """``stdbuf -oL argv...`` when stdbuf exists and the program can be found (stdbuf would
+    otherwise turn "no such program" into an exit status 127 instead of a clear error)."""
+    stdbuf = shutil.which("stdbuf")
+    program = argv[0]
+    if "/" in program:
+        found = os.access(os.path.join(cwd or ".", program), os.X_OK)
+    else:
+        found = shutil.which(program) is not None
+    return [stdbuf, "-oL", *argv] if stdbuf and found else list(argv)
+
+
 class ServerProcess:
-    """One server process. Use as a context manager: it is ready inside the block and
-    stopped (its process group killed if need be) when the block ends, whatever happens."""
+    """One server under test. Use as a context manager: it is ready inside the block and
+    stopped (its whole tree killed if need be) when the block ends, whatever happens."""
 
     def __init__(
         self,
@@ -57,84 +102,166 @@ class ServerProcess:
         self.stdout_path = self.log_dir / "stdout.txt"
         self.stderr_path = self.log_dir / "stderr.txt"
         self.process: subprocess.Popen | None = None
+        self.token = f"{os.getpid()}-{next(_tokens)}-{secrets.token_hex(4)}"
+        self.server_pid: int | None = None  # the listener's owner, once found
+        self._server_status: int | None = None
+        self._seen: set[int] = set()  # every pid ever found in the tree
+        self._sessions: set[int] = set()  # and the sessions they were in
+        self._captures: dict[str, CappedCapture] = {}
 
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> ServerProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        become_subreaper()
         nofile = self.nofile
 
         def lower_fd_limit() -> None:  # runs in the child between fork and exec
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            try:
-                self.process = subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    env=self.env,
-                    cwd=self.cwd,
-                    start_new_session=True,
-                    preexec_fn=lower_fd_limit if nofile else None,
-                )
-            except OSError as error:
-                raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
+        env = dict(os.environ if self.env is None else self.env)
+        env[TOKEN_VARIABLE] = self.token
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                line_buffered(self.argv, self.cwd),
+                stdin=subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=err_write,
+                env=env,
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=lower_fd_limit if nofile else None,
+            )
+        except OSError as error:
+            for fd in (out_read, err_read):
+                os.close(fd)
+            raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        self._captures = {"stdout": CappedCapture(out_read, self.stdout_path),
+                          "stderr": CappedCapture(err_read, self.stderr_path)}
         return self
 
     def wait_listening(self) -> tuple[str, int]:
         """Block until the server listens; return (host, port). Raise StartError naming the
-        cause (exited with status N, or silent past the deadline) and the end of its stderr."""
+        cause (exited with status N, the port held by another program, or silent past the
+        deadline) and the end of its stderr."""
         assert self.process is not None, "start() first"
         deadline = time.monotonic() + self.ready_timeout
+        gone_once = False
         while True:
             match = LISTENING_LINE.search(self.stdout_text())
             if match:
                 self.host, self.port = match.group(1), int(match.group(2))
+                self.server_pid = self._listener_owner(self.port) or self.process.pid
                 return self.host, self.port
-            if self.port is not None and _accepts(self.host, self.port):
+            if self.port is not None and (owner := self._listener_owner(self.port)):
+                self.server_pid = owner
                 return self.host, self.port
-            if self.process.poll() is not None:
-                raise StartError(
-                    f"{self.command!r} exited with status {self.process.returncode} before "
-                    f"listening{self._stderr_tail()}"
-                )
+            # A daemon's middle process may be between its exit and the daemon's adoption
+            # for one scan: only a second empty scan in a row means the whole tree is gone.
+            if self.process.poll() is not None and not self.tree_pids():
+                if gone_once:
+                    raise StartError(
+                        f"{self.command!r} {describe_exit(self.process.returncode)} before "
+                        f"listening{self._foreign_listener()}{self._stderr_tail()}"
+                    )
+                gone_once = True
+            else:
+                gone_once = False
             if time.monotonic() > deadline:
                 where = f"on {self.host}:{self.port}" if self.port else "(no 'listening on HOST:PORT' line)"
                 raise StartError(
                     f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s; "
-                    f"check that it binds the port it is given{self._stderr_tail()}"
+                    f"check that it binds the port it is given{self._foreign_listener()}{self._stderr_tail()}"
                 )
+            if self.process.returncode is not None:  # a daemon's launcher exited: wait for it
+                time.sleep(POLL_INTERVAL)
+                continue
             try:  # sleeps, but wakes at once if the program exits
                 self.process.wait(timeout=POLL_INTERVAL)
             except subprocess.TimeoutExpired:
                 pass
 
     def send_signal(self, signum: int) -> None:
+        """Signal the server (the listener's owner), not its launcher."""
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
+        if self.pid == self.process.pid:
+            if self.process.poll() is None:
+                self.process.send_signal(signum)
+        elif self.running():
+            _kill(self.pid, signum)
+
+    def running(self) -> bool:
+        """Whether the server still runs (a zombie does not)."""
+        return self.poll() is None
+
+    def poll(self) -> int | None:
+        """The server's exit status once it is dead (as subprocess gives it: -N for killed by
+        signal N), None while it runs."""
+        assert self.process is not None
+        if self.pid == self.process.pid:
+            return self.process.poll()
+        if self._server_status is not None:
+            return self._server_status
+        self._reap_adopted()
+        if self._server_status is not None:
+            return self._server_status
+        try:
+            stat = probes.proc_stat(self.pid)
+        except probes.ProcessGone:
+            stat = None
+        if stat is not None and not stat.dead:
+            return None
+        if stat is not None and stat.exit_code is not None and stat.ppid != os.getpid():
+            self._server_status = _from_wait_status(stat.exit_code)  # caught before its parent reaped it
+        else:  # its parent (a wrapper) collected the status: the wrapper's exit passes it on
+            try:
+                self._server_status = self.process.wait(WRAPPER_EXIT_GRACE)
+            except subprocess.TimeoutExpired:
+                self._server_status = STATUS_UNKNOWN
+        return self._server_status
 
     def wait(self, timeout: float) -> int | None:
-        """The exit status, or None if still running after ``timeout`` seconds."""
+        """The server's exit status, or None if still running after ``timeout`` seconds."""
         assert self.process is not None
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        deadline = time.monotonic() + timeout
+        while (status := self.poll()) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if self.pid == self.process.pid:
+                try:
+                    return self.process.wait(timeout=left)
+                except subprocess.TimeoutExpired:
+                    return None
+            time.sleep(min(POLL_INTERVAL, left))
+        return status
 
     def stop(self, timeout: float = 5.0) -> int:
-        """SIGTERM, then SIGKILL to the whole group after ``timeout``; returns the exit status.
-        Safe to call more than once and on a process that already exited."""
+        """SIGTERM to the server and its whole tree, then SIGKILL after ``timeout``; returns
+        the server's exit status. Safe to call more than once and on a process that exited."""
         if self.process is None:
             return 0
-        if self.process.poll() is None:
-            self._signal_group(signal.SIGTERM)
-            if self.wait(timeout) is None:
-                self._signal_group(signal.SIGKILL)
-                self.process.wait()
-        self._signal_group(signal.SIGKILL)  # children the program may have left behind
-        return self.process.returncode
+        if self.tree_pids():
+            self._signal_tree(signal.SIGTERM)
+            self._signal_tree(signal.SIGCONT)  # a server frozen by a scenario must see it
+            deadline = time.monotonic() + timeout
+            while self.tree_pids() and time.monotonic() < deadline:
+                time.sleep(POLL_INTERVAL)
+        for _ in range(10):  # children forked while we kill are killed next round
+            self._signal_tree(signal.SIGKILL)
+            if not self.tree_pids():
+                break
+            time.sleep(POLL_INTERVAL)
+        self.process.wait()
+        self._reap_adopted()
+        status = self.poll()
+        for capture in self._captures.values():
+            capture.close()
+        return status
 
     def close(self) -> None:
         self.stop()
@@ -154,31 +281,123 @@ class ServerProcess:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- what it said ------------------------------------------------------------------
+    # -- the tree --------------------------------------------------------------------------
     @property
     def pid(self) -> int:
+        """The server: the process of the tree that owns the listening socket (the started
+        process itself until the listener is found)."""
+        assert self.process is not None
+        return self.server_pid or self.process.pid
+
+    @property
+    def root_pid(self) -> int:
         assert self.process is not None
         return self.process.pid
 
+    def tree_pids(self) -> list[int]:
+        """The live processes of the tree: the one started, everything below it, and the
+        daemons that left it (adopted by this subreaper, carrying this server's token)."""
+        assert self.process is not None
+        table = probes.process_table()
+        me, entry = os.getpid(), f"{TOKEN_VARIABLE}={self.token}"
+        adopted = [pid for pid, stat in table.items()
+                   if stat.ppid == me and pid != self.process.pid and not stat.dead
+                   and (pid in self._seen or probes.environ_has(pid, entry))]
+        tree = probes.descendants(table, [self.process.pid, *adopted])
+        self._seen |= tree
+        self._sessions |= {table[pid].session for pid in tree}
+        # Adopted processes that already exited (a daemon's middle process) are remembered
+        # by their session, so _reap_adopted() collects them instead of leaving zombies.
+        self._seen |= {pid for pid, stat in table.items()
+                       if stat.ppid == me and stat.dead and stat.session in self._sessions}
+        return sorted(pid for pid in tree if not table[pid].dead)
+
+    def _listener_owner(self, port: int) -> int | None:
+        """The tree's process holding a socket that listens on ``port``; of several (a prefork
+        server), the first that watches it in an epoll set."""
+        try:
+            inodes = probes.listener_inodes(os.getpid(), port)
+        except probes.ProcessGone:
+            return None
+        if not inodes:
+            return None
+        holders, watching = [], []
+        for pid in self.tree_pids():
+            try:
+                if probes.socket_inodes(pid) & inodes:
+                    holders.append(pid)
+                    registrations = probes.epoll_registrations(pid).values()
+                    if any(target.inode in inodes for targets in registrations for target in targets):
+                        watching.append(pid)
+            except (probes.ProcessGone, probes.ProbeFormatError):
+                continue
+        return (watching or holders or [None])[0]
+
+    def _foreign_listener(self) -> str:
+        """Why a fixed port may never become ours: another program listens there."""
+        if self.port is None:
+            return ""
+        try:
+            taken = probes.listener_inodes(os.getpid(), self.port)
+        except probes.ProcessGone:
+            return ""
+        if not taken:
+            return ""
+        return (f"; port {self.port} is already in use (EADDRINUSE): another program, not this "
+                f"command, listens on it; stop it or grade with another --port")
+
+    def _signal_tree(self, signum: int) -> None:
+        for pid in self.tree_pids():
+            _kill(pid, signum)
+        try:
+            os.killpg(self.process.pid, signum)  # the session's group, members we missed
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _reap_adopted(self) -> None:
+        """Collect the exit status of the tree's processes that became our children (the
+        launcher having exited), so none is left a zombie and the server's status is known."""
+        me = os.getpid()
+        for pid in sorted(self._seen - {self.process.pid}):
+            try:
+                if probes.proc_stat(pid).ppid != me:
+                    continue
+                reaped, status = os.waitpid(pid, os.WNOHANG)
+            except (probes.ProcessGone, ChildProcessError):
+                continue
+            if reaped and pid == self.server_pid:
+                self._server_status = _from_wait_status(status)
+
+    # -- what it said ------------------------------------------------------------------
     @property
     def command(self) -> str:
         return " ".join(self.argv)
 
     def stdout_text(self) -> str:
-        return _read_text(self.stdout_path)
+        return self._text("stdout", self.stdout_path)
 
     def stderr_text(self) -> str:
-        return _read_text(self.stderr_path)
+        return self._text("stderr", self.stderr_path)
+
+    def _text(self, stream: str, path: Path) -> str:
+        capture = self._captures.get(stream)
+        return capture.text() if capture is not None else _read_text(path)
 
     def _stderr_tail(self, lines: int = 5) -> str:
         tail = self.stderr_text().strip().splitlines()[-lines:]
         return "; stderr ends: " + " | ".join(tail) if tail else ""
 
-    def _signal_group(self, signum: int) -> None:
-        try:
-            os.killpg(self.process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+
+def _from_wait_status(status: int) -> int:
+    """A raw wait status as subprocess reports it: the exit code, or -N when killed by N."""
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def request_stats(server: ServerProcess, stats_file: Path, timeout: float = 10.0) -> dict:
@@ -204,14 +423,6 @@ def read_stats(stats_file: Path) -> dict | None:
         return json.loads(Path(stats_file).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _read_text(path: Path) -> str:

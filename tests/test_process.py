@@ -40,10 +40,25 @@ def test_ready_once_the_listening_line_names_the_port(tmp_path, clients):
     assert server.process.poll() is not None  # stopped when the block ended
 
 
-def test_ready_once_a_given_port_accepts_even_without_the_line(listening_socket):
+def test_a_foreign_listener_on_the_given_port_does_not_count_as_ready(listening_socket):
+    """Another program already listens on the port: the one started never will, and the
+    error says the port is taken instead of grading the other program."""
     port = listening_socket.getsockname()[1]
-    with ServerProcess(python("import time; time.sleep(60)"), port=port) as server:
-        assert server.port == port
+    server = ServerProcess(python("import time; time.sleep(60)"), port=port, ready_timeout=0.5)
+    with pytest.raises(StartError, match=f"did not listen on 127.0.0.1:{port} within 0.5 s.*"
+                                         f"port {port} is already in use"):
+        with server:
+            pass
+
+
+def test_a_program_that_exits_with_eaddrinuse_is_reported_as_such(listening_socket):
+    port = listening_socket.getsockname()[1]
+    program = python(f"import socket; socket.create_server(('127.0.0.1', {port}))")
+    with pytest.raises(StartError, match=f"exited with status 1 before listening; port {port} "
+                                         "is already in use") as raised:
+        with ServerProcess(program, port=port):
+            pass
+    assert "Address already in use" in str(raised.value)
 
 
 def test_a_program_that_exits_before_listening_is_a_target_error_naming_status_and_stderr():
@@ -169,3 +184,135 @@ def test_read_stats_is_none_for_a_missing_or_unfinished_file(tmp_path, content):
     if content is not None:
         stats_file.write_text(content)
     assert read_stats(stats_file) is None
+
+
+# -- the server inside its process tree ------------------------------------------------------
+
+def _sh(command: str) -> list[str]:
+    return ["sh", "-c", command]
+
+
+def _python_line(code: str) -> str:
+    """``code`` as one ``python -c`` word for a shell command line."""
+    import shlex
+
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(textwrap.dedent(code))}"
+
+
+def _holds_listener(pid: int, port: int) -> bool:
+    from lab import probes
+
+    return bool(probes.socket_inodes(pid) & probes.listener_inodes(pid, port))
+
+
+def _gone(pid: int) -> bool:
+    from lab import probes
+
+    try:
+        return probes.proc_stat(pid).dead
+    except probes.ProcessGone:
+        return True
+
+
+def test_a_shell_wrapper_that_does_not_exec_leads_to_the_server_it_started(tmp_path):
+    """``sh -c 'server; true'`` forks the server and waits: the server is the child, and it
+    (not the shell) is probed and signalled."""
+    with ServerProcess(_sh(f"{_python_line(LISTENER)}; true"), log_dir=tmp_path) as server:
+        assert server.pid != server.root_pid
+        assert _holds_listener(server.pid, server.port) and not _holds_listener(server.root_pid, server.port)
+        assert set(server.tree_pids()) == {server.root_pid, server.pid}
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0  # the shell's `true` passed the end on
+        assert server.process.wait(10) == 0
+    assert not server.running()
+
+
+def test_a_wrapper_on_a_fixed_port_is_ready_once_its_child_listens(tmp_path):
+    from lab.host import free_port
+
+    port = free_port()
+    child = f"import socket, time; s = socket.create_server(('127.0.0.1', {port})); time.sleep(60)"
+    with ServerProcess(_sh(f"{_python_line(child)}; true"), port=port, log_dir=tmp_path) as server:
+        assert server.pid != server.root_pid and _holds_listener(server.pid, port)
+        server_pid, root_pid = server.pid, server.root_pid
+    assert _gone(server_pid) and _gone(root_pid)
+
+
+# Forks twice with a setsid() between (the classic daemon), the daemon listens, the launcher
+# and the middle process exit at once: nothing of it is left in the started process's tree.
+DAEMON = """
+    import os, socket, time
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    listener = socket.create_server(("127.0.0.1", 0))
+    print("listening on 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_daemonizing_launcher_is_still_found_and_killed(tmp_path):
+    with ServerProcess(python(DAEMON), log_dir=tmp_path) as server:
+        assert server.process.wait(10) == 0  # the launcher is gone
+        daemon = server.pid
+        assert daemon != server.root_pid and _holds_listener(daemon, server.port)
+        assert server.tree_pids() == [daemon] and server.running()
+    assert _gone(daemon), "the daemon outlived stop()"
+
+
+# The server is a child its parent never waits for: once it exits it is a zombie.
+NEGLECTFUL_PARENT = """
+    import os, signal, socket, time
+    if os.fork() == 0:
+        listener = socket.create_server(("127.0.0.1", 0))
+        print("listening on 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
+        signal.signal(signal.SIGUSR1, lambda *_: os.abort())
+        time.sleep(60)
+    time.sleep(60)
+"""
+
+
+def test_a_zombie_server_is_dead_and_its_signal_is_named(tmp_path):
+    from lab.errors import describe_exit
+
+    with ServerProcess(python(NEGLECTFUL_PARENT), log_dir=tmp_path) as server:
+        assert server.running()
+        server.send_signal(signal.SIGUSR1)
+        status = server.wait(10)
+        assert status == -signal.SIGABRT and not server.running()
+        assert describe_exit(status) == "was killed by SIGABRT"
+        assert server.process.poll() is None  # the parent lives on; only the server died
+
+
+def test_a_stream_past_its_cap_keeps_the_first_and_last_mib(tmp_path):
+    """A program that floods stderr leaves 2 MiB and a line saying how much was cut."""
+    flood = """
+        import sys
+        sys.stderr.write("FIRST" + "x" * (5 << 20) + "LAST")
+        sys.stderr.flush()
+        print("listening on 127.0.0.1:9", flush=True)
+        import time; time.sleep(60)
+    """
+    with ServerProcess(python(flood), log_dir=tmp_path) as server:
+        pass
+    text = (tmp_path / "stderr.txt").read_text()
+    assert text.startswith("FIRST") and text.endswith("LAST")
+    assert f"{(5 << 20) + 9 - (2 << 20):,} bytes cut" in text
+    assert len(text) < (2 << 20) + 200
+    assert server.stderr_text().endswith("LAST")
+
+
+def test_stdout_is_line_buffered_so_a_killed_programs_lines_survive(tmp_path):
+    """A C-style program (stdio full buffering into a pipe) killed by SIGKILL: with
+    ``stdbuf -oL`` its lines were written out as they were printed."""
+    import shutil
+
+    if not shutil.which("stdbuf") or not shutil.which("awk"):
+        pytest.skip("needs stdbuf and awk")
+    # awk's print goes through C stdio: fully buffered into a pipe unless stdbuf says otherwise.
+    program = ["sh", "-c", "echo | awk '{ print \"listening on 127.0.0.1:9\"; print \"c log line\"; "
+               "system(\"kill -9 $PPID; sleep 60\") }'; sleep 60"]
+    with ServerProcess(program, log_dir=tmp_path) as server:
+        assert "c log line" in server.stdout_text()
