@@ -1,11 +1,14 @@
 """Run one scenario against a fresh instance of the target and return what each step measured.
 
 The target is started for the scenario (with the scenario's RLIMIT_NOFILE, if any) and is
-stopped when it ends, whatever happens: ``ServerProcess`` kills its whole process group, also
-when a step raises or the user presses Ctrl-C. Every client socket is closed the same way.
+stopped when it ends, whatever happens: ``ServerProcess`` kills its whole process tree, also
+when a step raises or the user presses Ctrl-C. Every client socket is closed the same way. The
+server probed and signalled is the process that owns the listening socket, which need not be
+the one started (``sh -c``, ``make run``, a daemon); CPU and RSS are summed over its tree.
 
 The result is ``{save: {...measured values...}}`` plus ``"_run"``: which step the server died
-in, if it did unasked, and its exit status. A server that crashes or hangs does not stop the
+in, if it did unasked, its exit status, the end of its stderr and the scenario's fd limit (what
+``diagnosis.py`` reads to name the first cause of a failure). A server that crashes or hangs does not stop the
 scenario: the remaining steps run against it and record the failures (refused connects, bytes
 never echoed), each within its own deadline.
 """
@@ -31,6 +34,7 @@ from lab.process import ServerProcess
 StepCallback = Callable[[Scenario, Step, int], None]
 SETTLE_INTERVAL = 0.05
 HALF_CLOSE_EOF_WAIT = 1.0
+STDERR_TAIL_LINES = 20
 
 
 @dataclass(slots=True)
@@ -59,7 +63,7 @@ class Context:
 def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: StepCallback | None = None) -> dict:
     """Start the target, run every step, stop the target; raise StartError only if it never
     listened."""
-    run: dict = {"died_in_step": None, "exit_status": None, "status": None}
+    run: dict = {"died_in_step": None, "exit_status": None, "status": None, "nofile": scenario.nofile}
     with target.running(log_dir, nofile=scenario.nofile) as server:
         context = Context(scenario, target, server)
         observations = context.observations
@@ -75,13 +79,14 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
             context.close_all()
         _note_death(context, run, "the end of the scenario")
         run["status"] = server.stop()
+        run["stderr_tail"] = server.stderr_text().strip().splitlines()[-STDERR_TAIL_LINES:]
     observations["_run"] = run
     return observations
 
 
 def _note_death(context: Context, run: dict, when: str) -> None:
     """Remember the first time the server is found dead without having been signalled."""
-    status = context.server.process.poll()
+    status = context.server.poll()
     if status is not None and run["died_in_step"] is None and context.signalled_at is None:
         run["died_in_step"] = when
         run["exit_status"] = status
@@ -95,9 +100,15 @@ def _deadline(step: Step) -> float:
 
 
 def do_probe(context: Context, step: Step) -> dict:
-    if context.server.process.poll() is not None:
+    if not context.server.running():
         return {"alive": False}
-    return evidence.snapshot(context.server.pid, context.port)
+    return evidence.snapshot(context.server.pid, context.port, _tree(context))
+
+
+def _tree(context: Context) -> list[int]:
+    """The server first, then the rest of its process tree."""
+    server = context.server.pid
+    return [server, *(pid for pid in context.server.tree_pids() if pid != server)]
 
 
 def do_connect(context: Context, step: Step) -> dict:
@@ -230,10 +241,10 @@ def do_close(context: Context, step: Step) -> dict:
 
 def do_idle(context: Context, step: Step) -> dict:
     duration = step.params["duration"]
-    pid = context.server.pid
-    before, started = evidence.cpu_seconds(pid), time.monotonic()
+    tree = _tree(context)
+    before, started = evidence.cpu_seconds(tree), time.monotonic()
     context.server.wait(duration)  # returns early only if the server dies
-    after, wall = evidence.cpu_seconds(pid), time.monotonic() - started
+    after, wall = evidence.cpu_seconds(tree), time.monotonic() - started
     if before is None or after is None:
         return {"alive": False, "seconds": round(wall, 3)}
     return {"alive": True, "cpu": round(after - before, 3), "seconds": round(wall, 3),
@@ -299,7 +310,7 @@ def do_watch(context: Context, step: Step) -> dict:
 def do_exit(context: Context, step: Step) -> dict:
     """After a signal: new connections must be refused; then the clients leave (as ``nc``
     does after EOF) and the server must exit within its drain timeout."""
-    refused = _connect_refused(context.port) if context.server.process.poll() is None else True
+    refused = _connect_refused(context.port) if context.server.running() else True
     context.close_all()
     started = context.signalled_at or time.monotonic()
     deadline = started + context.target.drain_timeout + step.params["timeout"]
