@@ -128,7 +128,17 @@ def do_connect(context: Context, step: Step) -> dict:
 
 def _exchange_summary(clients: list[Client], started: float, ended_by: str) -> dict:
     complete = [c for c in clients if c.caught_up and c.mismatch_at is None and not c.ended]
+    wrong = next((c for c in clients if c.mismatch_at is not None), None)
     return {
+        # How each connection ended: a FIN (clean EOF) or a reset (ECONNRESET) are different
+        # things, and a connection still open at the step's end has neither.
+        "eofs": sum(c.eof and c.error is None for c in clients),
+        "resets": sum(c.error == "ECONNRESET" for c in clients),
+        # Bytes echoed before the first wrong one: what "echoed" means when bytes differ.
+        "echoed_intact": sum(c.echoed if c.mismatch_at is None else c.mismatch_at for c in clients),
+        "first_mismatch": {"client": wrong.index, "offset": wrong.mismatch_at} if wrong else None,
+        # Clients that sent and never got a byte back (never accepted, or never served).
+        "silent": sum(c.sent > 0 and c.echoed == 0 for c in clients),
         "clients": len(clients),
         "ok": len(complete),
         "mismatched": sum(c.mismatch_at is not None for c in clients),

@@ -17,8 +17,10 @@ numbers. The evidence on the scorecard is "measured <that>; expected <the
 item's expected value>". No I/O here: the tests feed judges hand-written observations.
 
 When a scenario stopped before saving what an item needs (the target never listened in it,
-or a step failed), the item fails with that reason instead of calling the judge; when the
-server died unasked during a scenario, a failed item's evidence says in which step.
+or a step failed), the item fails with that reason instead of calling the judge. A failed item
+then names the first cause ``diagnosis.py`` found in its scenarios (the server died, sockets
+blocking, connections never accepted, wrong bytes, a reset): its one line leads the evidence
+and its hint replaces the item's generic one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 
+from lab.runner import diagnosis
 from lab.runner.checklist import (
     DRAIN_SLACK,
     EARLY_CLOSE_FRACTION,
@@ -74,6 +77,10 @@ class ItemResult:
     hint: str  # empty when it passed
     measured: str = ""  # the measured part of the evidence alone
     remark: str = ""  # PASS with remark: what the assignment's letter expects
+    cause: str = ""  # a failure's first cause, a diagnosis name (diagnosis.py)
+    cause_line: str = ""  # that cause in one line: what to read first
+    flaky: bool = False  # --repeat: the outcome changed between runs (stability.py)
+    runs: tuple[str, ...] = ()  # --repeat: the outcome of each run
 
     @property
     def passed(self) -> bool:
@@ -193,6 +200,9 @@ def judge_drains(obs: dict) -> Verdict:
         return False, "the client could not connect"
     if burst["ok"] == 1:
         return True, f"{_n(burst['echoed'])} of {_n(want)} bytes echoed in {_ms(burst['seconds'])}"
+    if burst["mismatched"]:
+        return False, (f"{_n(want)} bytes sent in one write, WRONG bytes echoed after "
+                       f"{_n(burst.get('echoed_intact', 0))} right ones")
     return False, (f"{_n(want)} bytes sent in one write, {_n(burst['echoed'])} echoed, "
                    f"then nothing for {round(burst['seconds'], 1):g} s")
 
@@ -229,7 +239,8 @@ def judge_abrupt_clients(obs: dict) -> Verdict:
     after_ok = after["ok"] == after["clients"] == 1
     parts = [
         f"half-close: {_n(half['echoed'])}/{_n(half['sent'])} bytes echoed after the FIN"
-        + (", then EOF" if half["eof"] else ", no EOF within 1 s"),
+        + (", then EOF" if half["eof"] else
+           ", then a reset (ECONNRESET) instead of an EOF" if half.get("resets") else ", no EOF within 1 s"),
         "256 byte values: " + ("echoed" if binary_ok else "NOT echoed intact"),
         "after connect-and-close and an empty connection a new client: " + _echo_words(after),
     ]
@@ -240,7 +251,7 @@ def judge_fd_exhaustion(obs: dict) -> Verdict:
     scenario = obs["fd-exhaustion"]
     exhausted, at_limit, recovered = scenario["exhausted"], scenario["at_limit"], scenario["recovered"]
     if not exhausted.get("alive") or not at_limit.get("alive"):
-        return False, "the server died when it ran out of fds"
+        return False, "the server died during the fd-exhaustion scenario"
     spin_ok = exhausted["fraction"] <= EXHAUSTED_CPU_MAX
     recovered_ok = recovered["clients"] > 0 and recovered["ok"] == recovered["clients"]
     return spin_ok and recovered_ok, (
@@ -380,15 +391,21 @@ JUDGES: dict[str, Judge] = {
 
 
 def grade_item(item: Item, obs: dict, strict: bool = False) -> ItemResult:
-    """Judge one item on one program's observations. ``strict``: a remark fails."""
+    """Judge one item on one program's observations. ``strict``: a remark fails. A failure
+    names its first cause (``obs["_diagnosis"]``, else diagnosed here)."""
     missing = _missing(item, obs)
     if missing:
-        judgement = Judgement(Outcome.FAIL, missing)
-    else:
-        judgement = as_judgement(JUDGES[item.id](obs))
-        if not judgement.outcome.scores:
-            judgement = replace(judgement, measured=judgement.measured + _deaths(item, obs))
-    return _result(item, judgement, strict)
+        return _result(item, Judgement(Outcome.FAIL, missing), strict)
+    judgement = as_judgement(JUDGES[item.id](obs))
+    if judgement.outcome.scores:
+        return _result(item, judgement, strict)
+    found = diagnosis.from_json(obs["_diagnosis"]) if "_diagnosis" in obs else diagnosis.diagnose(obs)
+    cause = diagnosis.first_cause(item.scenarios, item.id, found)
+    if cause is None:
+        return _result(item, judgement, strict)
+    judgement = replace(judgement, measured=f"{judgement.measured} (first cause: {cause.line})",
+                        remark=cause.hint)
+    return replace(_result(item, judgement, strict), cause=cause.name, cause_line=cause.line)
 
 
 def _result(item: Item, judgement: Judgement, strict: bool) -> ItemResult:
@@ -426,16 +443,6 @@ def _missing(item: Item, obs: dict) -> str | None:
     return None
 
 
-def _deaths(item: Item, obs: dict) -> str:
-    notes = []
-    for scenario in item.scenarios:
-        run = obs.get(scenario, {}).get("_run", {})
-        if run.get("died_in_step"):
-            notes.append(f"the server exited with status {run['exit_status']} in {scenario}, "
-                         f"found dead after {run['died_in_step']}")
-    return f" ({'; '.join(notes)})" if notes else ""
-
-
 def combine(item: Item, per_program: dict[str, ItemResult]) -> ItemResult:
     """One result for an item judged on several programs (errors.* and cleanup.* on both the
     level and the edge server): the worst outcome of any (FAIL before NOT EXERCISED before a
@@ -449,8 +456,10 @@ def combine(item: Item, per_program: dict[str, ItemResult]) -> ItemResult:
     )
     hint = next((result.hint for result in per_program.values() if result.outcome is worst and result.hint), "")
     remark = next((result.remark for result in per_program.values() if result.remark), "")
+    cause = next((result for result in per_program.values() if result.outcome is worst and result.cause), None)
     return ItemResult(item.id, item.section, item.points, item.title, worst,
-                      f"measured {measured}; expected {item.expected}", hint, measured, remark)
+                      f"measured {measured}; expected {item.expected}", hint, measured, remark,
+                      cause.cause if cause else "", cause.cause_line if cause else "")
 
 
 def missing_program(item: Item, program: str) -> ItemResult:

@@ -26,6 +26,7 @@ from lab.runner.checklist import BENCHMARK, CHECKLIST, Item, items_for, select_i
 from lab.runner.execute import run_scenario
 from lab.runner.grading import ItemResult, combine, grade_item, missing_program
 from lab.runner.progress import Progress
+from lab.runner import diagnosis, stability
 from lab.runner.report import RunDirectory, RunReport, junit_xml, results_json, scorecard_markdown
 from lab.runner.scenario import Scenario, check_needs, load_scenario
 from lab.runner.submission import REPO_ROOT, BenchmarkSpec, Submission
@@ -76,12 +77,15 @@ def grade_program(
     progress: Progress | None = None,
     scenarios: Sequence[str | Path] = (),
     junit: str | Path | None = None,
+    strict: bool = False,
+    repeat: int = 1,
 ) -> RunReport:
     """Grade one program on the items of its kind (``only``: item ids or section names).
     ``scenarios`` runs those files instead of the shipped set; then only the items whose
-    scenarios all ran are graded."""
+    scenarios all ran are graded. ``strict``: a PASS with remark is a FAIL. ``repeat``: grade
+    that many times; an item whose outcome changed is FLAKY."""
     grade = Grade(program.name, {program.kind: program}, select_items(items_for(program.kind), tuple(only)),
-                  strict_start=True)
+                  strict_start=True, strict=strict, repeat=_repeat(repeat))
     return _grade(grade, scenarios, Output(Path(results_dir), progress, junit))
 
 
@@ -92,10 +96,13 @@ def grade_submission(
     results_dir: str | Path = DEFAULT_RESULTS,
     progress: Progress | None = None,
     junit: str | Path | None = None,
+    strict: bool = False,
+    repeat: int = 1,
 ) -> RunReport:
-    """Grade every program of a submission on the whole checklist (or ``only``)."""
+    """Grade every program of a submission on the whole checklist (or ``only``); ``strict``
+    and ``repeat`` as for grade_program (the benchmark runs once)."""
     grade = Grade(submission.name, dict(submission.programs), select_items(CHECKLIST, tuple(only)),
-                  benchmark=submission.benchmark, strict_start=False)
+                  benchmark=submission.benchmark, strict_start=False, strict=strict, repeat=_repeat(repeat))
     return _grade(grade, (), Output(Path(results_dir), progress, junit))
 
 
@@ -109,6 +116,14 @@ class Grade:
     items: tuple[Item, ...]
     benchmark: BenchmarkSpec | None = None
     strict_start: bool = False
+    strict: bool = False  # grade the letter: a remark fails
+    repeat: int = 1  # rounds; an item whose outcome changes between them is FLAKY
+
+
+def _repeat(repeat: int) -> int:
+    if not isinstance(repeat, int) or repeat < 1:
+        raise UsageError(f"--repeat must be a whole number >= 1, got {repeat!r}")
+    return repeat
 
 
 @dataclass(slots=True, frozen=True)
@@ -134,14 +149,21 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
 
     started_wall, started = time.time(), time.monotonic()
     with RunDirectory(output.results_dir, grade.name) as run_dir:
-        observations = _observe(grade, plans, scenarios, run_dir.path, progress)
+        rounds, first = [], {}
+        for round_number in range(1, grade.repeat + 1):
+            if progress is not None and grade.repeat > 1:
+                progress.note(f"round {round_number}/{grade.repeat}")
+            logs = run_dir.path / (f"round-{round_number}" if grade.repeat > 1 else "")
+            observations = _observe(grade, plans, scenarios, logs, progress, benchmark=first.get(BENCHMARK))
+            rounds.append({item.id: _result(item, observations, grade.strict) for item in grade.items})
+            first = first or observations
         report = RunReport(
             name=grade.name,
             programs={kind: " ".join(program.argv) for kind, program in grade.programs.items()},
-            results={item.id: _result(item, observations) for item in grade.items},
+            results=stability.merge(rounds),
             environment=environment,
             warnings=warnings,
-            observations=observations,
+            observations=first,
             started=datetime.datetime.fromtimestamp(started_wall, datetime.timezone.utc).isoformat(timespec="seconds"),
             seconds=time.monotonic() - started,
         )
@@ -174,17 +196,23 @@ def _limit_warnings(environment: dict, plans: dict[str, list[str]], scenarios: d
 
 
 def _observe(grade: Grade, plans: dict[str, list[str]], scenarios: dict[str, Scenario], run_dir: Path,
-             progress: Progress | None) -> dict[str, dict]:
-    """Run each program's scenarios (and the benchmark); what every step measured, by kind."""
+             progress: Progress | None, benchmark: dict | None = None) -> dict[str, dict]:
+    """Run each program's scenarios (and the benchmark, unless ``benchmark`` holds what an
+    earlier round measured); what every step measured, by kind, with each program's
+    diagnosis (``"_diagnosis"``, see diagnosis.py)."""
     observations: dict[str, dict] = {}
     for kind, program in grade.programs.items():
         if not plans[kind]:
             continue
         if progress is not None:
             progress.begin_program(kind, " ".join(program.argv))
-        observations[kind] = _run_program(program, [scenarios[n] for n in plans[kind]],
-                                          run_dir / "logs" / kind, progress, grade.strict_start)
-    if any(item.id == "bonus.benchmark" for item in grade.items) and grade.benchmark is not None:
+        observed = _run_program(program, [scenarios[n] for n in plans[kind]],
+                                run_dir / "logs" / kind, progress, grade.strict_start)
+        observed["_diagnosis"] = [cause.to_json() for cause in diagnosis.diagnose(observed)]
+        observations[kind] = observed
+    if benchmark is not None:
+        observations[BENCHMARK] = benchmark
+    elif any(item.id == "bonus.benchmark" for item in grade.items) and grade.benchmark is not None:
         observations[BENCHMARK] = {"benchmark": _run_benchmark(grade.benchmark, grade.programs, run_dir, progress)}
     if progress is not None:
         progress.done()
@@ -225,8 +253,8 @@ def _run_benchmark(spec: BenchmarkSpec, programs: dict[str, Program], run_dir: P
         return {**failed, "summary": f"its server did not start: {error}"}
 
 
-def _result(item: Item, observations: dict[str, dict]) -> ItemResult:
-    per_program = {kind: grade_item(item, observations[kind]) for kind in item.kinds if kind in observations}
+def _result(item: Item, observations: dict[str, dict], strict: bool = False) -> ItemResult:
+    per_program = {kind: grade_item(item, observations[kind], strict) for kind in item.kinds if kind in observations}
     if per_program:
         return combine(item, per_program)
     missing = item.kinds[0]

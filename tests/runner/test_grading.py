@@ -65,6 +65,7 @@ GOOD = {
         "exhausted": {"alive": True, "cpu": 0.01, "seconds": 1.0, "fraction": 0.01},
         "at_limit": probe(fds=64),
         "recovered": exchange(5),
+        "_run": {"died_in_step": None, "status": 0, "nofile": 64},
     },
     "oneshot-concurrency": {
         "loaded": probe(clients_registered=50, clients_oneshot=50, threads=5),
@@ -183,7 +184,23 @@ def test_a_failed_item_says_when_the_server_died():
     obs = observations({"faults/after_reset": {"clients": 0, "ok": 0},
                         "faults/_run": {"died_in_step": "step 16 (idle)", "exit_status": 1}})
     result = grade_item(ITEM_BY_ID["errors.peer_reset"], obs)
-    assert "the server exited with status 1 in faults, found dead after step 16 (idle)" in result.evidence
+    assert "first cause: the server exited with status 1 during faults, found dead after step 16 (idle)" \
+        in result.evidence
+    assert result.cause == "server_died"
+
+
+def test_a_crash_is_named_by_its_signal_and_its_traceback_leads_the_hint():
+    tail = ["Traceback (most recent call last):", '  File "srv.py", line 9, in close',
+            "    self.epoll.unregister(fd)", "OSError: [Errno 9] Bad file descriptor"]
+    obs = observations({"fd-exhaustion/recovered": exchange(5, ok=0),
+                        "fd-exhaustion/_run": {"died_in_step": "step 4 (close)", "exit_status": 1,
+                                               "stderr_tail": tail, "nofile": 64}})
+    result = grade_item(ITEM_BY_ID["errors.fd_exhaustion"], obs)
+    assert result.cause_line.endswith("its stderr ends: OSError: [Errno 9] Bad file descriptor")
+    assert "Bad file descriptor" in result.hint and "ran out of fds" not in result.evidence + result.hint
+    obs["fd-exhaustion"]["_run"] = {"died_in_step": "step 4 (close)", "exit_status": -6, "nofile": 64}
+    result = grade_item(ITEM_BY_ID["errors.fd_exhaustion"], obs)
+    assert "was killed by SIGABRT" in result.cause_line and "-6" not in result.evidence
 
 
 def test_combine_passes_only_when_every_program_passed():

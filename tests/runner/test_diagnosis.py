@@ -1,0 +1,84 @@
+"""The first cause of a failure, read from hand-written observations: no sockets, no processes.
+Each cause is found where its evidence is, named on the items of the scenarios it touched, not
+on others, and not where the evidence is innocent (the negative controls)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.runner import diagnosis
+from lab.runner.checklist import ITEM_BY_ID
+from lab.runner.diagnosis import diagnose, first_cause, last_error_line
+
+from .test_grading import exchange, observations, probe
+
+
+def causes(changes: dict) -> list[str]:
+    return [cause.name for cause in diagnose(observations(changes))]
+
+
+def test_good_observations_have_no_cause():
+    assert diagnose(observations()) == []
+
+
+@pytest.mark.parametrize(("changes", "name", "words"), [
+    ({"faults/_run": {"died_in_step": "step 7 (close)", "exit_status": -11}},
+     diagnosis.SERVER_DIED, "was killed by SIGSEGV during faults"),
+    ({"burst-connects/loaded": probe(blocking_sockets=[5, 6])},
+     diagnosis.BLOCKING_SOCKETS, "2 socket fd(s) without O_NONBLOCK (fd 5, 6"),
+    ({"burst-connects/loaded": probe(listen_backlog=3)},
+     diagnosis.NEVER_ACCEPTED, "3 connection(s) waited in the listen backlog"),
+    ({"burst-then-wait/burst": exchange(1, ok=0, sent=65536, mismatched=1, echoed_intact=1200,
+                                        first_mismatch={"client": 0, "offset": 1200})},
+     diagnosis.WRONG_BYTES, "at offset 1,200; 1,200 bytes were right"),
+    ({"faults/half_close": exchange(1, ok=0, eof=0, resets=1, echoed_intact=0, unechoed=28)},
+     diagnosis.RESET, "got ECONNRESET, not an EOF"),
+])
+def test_each_cause_is_found_with_its_line(changes, name, words):
+    (cause,) = diagnose(observations(changes))
+    assert cause.name == name and words in cause.line, cause
+
+
+def test_a_backlog_at_an_fd_limit_is_no_cause():
+    assert causes({"fd-exhaustion/at_limit": probe(listen_backlog=36),
+                   "fd-exhaustion/_run": {"died_in_step": None, "nofile": 64}}) == []
+
+
+def test_the_first_cause_is_named_only_on_items_of_its_scenarios():
+    found = diagnose(observations({"faults/_run": {"died_in_step": "step 7", "exit_status": 1}}))
+    assert first_cause(ITEM_BY_ID["errors.peer_reset"].scenarios, "errors.peer_reset", found)
+    assert first_cause(ITEM_BY_ID["cleanup.idle_cpu"].scenarios, "cleanup.idle_cpu", found) is None
+
+
+def test_a_program_wide_cause_is_named_everywhere_but_on_its_own_item():
+    found = diagnose(observations({"burst-connects/loaded": probe(blocking_sockets=[5])}))
+    assert first_cause(("slow-reader",), "cleanup.bounded_memory", found).name == diagnosis.BLOCKING_SOCKETS
+    assert first_cause(("burst-connects",), "edge.nonblocking", found) is None
+
+
+def test_a_death_comes_before_what_followed_from_it():
+    assert causes({"faults/half_close": exchange(1, ok=0, resets=1, echoed_intact=0),
+                   "faults/_run": {"died_in_step": "step 9", "exit_status": 1}}) == [
+        diagnosis.SERVER_DIED, diagnosis.RESET]
+
+
+@pytest.mark.parametrize(("tail", "line"), [
+    (["Traceback (most recent call last):", '  File "s.py", line 3, in <module>', "    f()",
+      "OSError: [Errno 9] Bad file descriptor", ""], "OSError: [Errno 9] Bad file descriptor"),
+    (["accept: Too many open files", "giving up"], "giving up"),
+    ([], ""),
+])
+def test_last_error_line(tail, line):
+    assert last_error_line(tail) == line
+
+
+def test_a_failing_item_shows_the_cause_and_its_hint():
+    from lab.runner.grading import grade_item
+
+    obs = observations({"slow-reader/other": exchange(1, ok=0, worst_latency=9.0),
+                        "burst-connects/loaded": probe(blocking_sockets=[7])})
+    result = grade_item(ITEM_BY_ID["cleanup.bounded_memory"], obs)
+    assert result.cause == diagnosis.BLOCKING_SOCKETS
+    assert "O_NONBLOCK" in result.hint and "cap the per-connection output buffer" not in result.hint
+    obs["_diagnosis"] = []  # stored by the runner: the judges' view wins
+    assert grade_item(ITEM_BY_ID["cleanup.bounded_memory"], obs).cause == ""
