@@ -79,9 +79,23 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
             context.close_all()
         _note_death(context, run, "the end of the scenario")
         run["status"] = server.stop()
+        if run["died_in_step"] is None and context.signalled_at is None and not _stopped_by_us(run["status"]):
+            # Found alive at the end, yet its status is no answer to our SIGTERM: it was already
+            # dying (a traceback being printed) when it was stopped.
+            run["died_in_step"] = "the end of the scenario (it was exiting when stopped)"
+            run["exit_status"] = run["status"]
         run["stderr_tail"] = server.stderr_text().strip().splitlines()[-STDERR_TAIL_LINES:]
     observations["_run"] = run
     return observations
+
+
+# What a server stopped by SIGTERM (then SIGKILL) exits with: 0 when it handles it, -N when
+# killed by it, 128 + N when a shell in front reports the signal.
+STOP_STATUSES = {0, -signal.SIGTERM, -signal.SIGKILL, 128 + signal.SIGTERM, 128 + signal.SIGKILL}
+
+
+def _stopped_by_us(status: int) -> bool:
+    return status in STOP_STATUSES
 
 
 def _note_death(context: Context, run: dict, when: str) -> None:
