@@ -82,7 +82,7 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
         if run["died_in_step"] is None and context.signalled_at is None and not _stopped_by_us(run["status"]):
             # Found alive at the end, yet its status is no answer to our SIGTERM: it was already
             # dying (a traceback being printed) when it was stopped.
-            run["died_in_step"] = "the end of the scenario (it was exiting when stopped)"
+            run["died_in_step"] = "its last step (it was exiting when stopped)"
             run["exit_status"] = run["status"]
         run["stderr_tail"] = server.stderr_text().strip().splitlines()[-STDERR_TAIL_LINES:]
     observations["_run"] = run

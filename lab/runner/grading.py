@@ -403,9 +403,11 @@ def grade_item(item: Item, obs: dict, strict: bool = False) -> ItemResult:
     cause = diagnosis.first_cause(item.scenarios, item.id, found)
     if cause is None:
         return _result(item, judgement, strict)
-    judgement = replace(judgement, measured=f"{judgement.measured} (first cause: {cause.line})",
-                        remark=cause.hint)
-    return replace(_result(item, judgement, strict), cause=cause.name, cause_line=cause.line)
+    result = _result(item, replace(judgement, remark=cause.hint), strict)
+    # The evidence reads on its own (in results.json and the scorecard's table); ``measured``
+    # stays the judge's words, so the terminal can lead with the cause without saying it twice.
+    return replace(result, cause=cause.name, cause_line=cause.line,
+                   evidence=f"measured {judgement.measured} (first cause: {cause.line}); expected {item.expected}")
 
 
 def _result(item: Item, judgement: Judgement, strict: bool) -> ItemResult:

@@ -114,9 +114,11 @@ def terminal_table(report: RunReport) -> str:
     """The scorecard for the terminal: one row per item, then the hints of the failures."""
     lines = [tabulate(_rows(report, with_evidence=False), headers=["item", "points", "result"])]
     for result in report.results.values():
-        if not result.passed:
-            first = f"\n  cause: {result.cause_line}" if result.cause_line else ""
-            lines.append(f"\n{runs_words(result)} {result.id}: {result.evidence}{first}\n  hint: {result.hint}")
+        if not result.passed and result.cause_line:  # the cause first: the one line to read
+            lines.append(f"\n{runs_words(result)} {result.id}: {result.cause_line}\n"
+                         f"  measured {result.measured}\n  hint: {result.hint}")
+        elif not result.passed:
+            lines.append(f"\n{runs_words(result)} {result.id}: {result.evidence}\n  hint: {result.hint}")
         elif result.flaky:
             lines.append(f"\n{runs_words(result)} {result.id}: {result.measured}")
         elif result.remark:
