@@ -103,3 +103,13 @@ def test_a_fault_is_named_by_its_first_cause(name, tmp_path):
 
 def test_every_cause_fault_has_its_words():
     assert set(NAMED) == set(CAUSES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CAUSES))
+def test_a_cause_is_named_on_every_round(name, tmp_path):
+    fault = CAUSES[name]
+    report = grade_program(_cause_target(name), only=(fault.shown_on,), results_dir=tmp_path, repeat=3)
+    result = report.results[fault.shown_on]
+    assert not result.flaky and result.runs == ("FAIL",) * 3, _scorecard(report)
+    assert result.cause == fault.cause
