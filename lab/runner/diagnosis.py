@@ -36,6 +36,9 @@ SERVER_DIED, BLOCKING_SOCKETS, NEVER_ACCEPTED, WRONG_BYTES, RESET = (
 )  # fmt: skip
 EVERY_SCENARIO = "*"  # a cause of the program, not of one scenario
 FD_EXHAUSTION_WORDS = ("Too many open files", "EMFILE", "ENFILE")
+# What crash reports on stderr start with: Python, Go, Rust, Zig, C runtimes and shells.
+CRASH_MARKERS = ("Traceback (most recent call last)", "panic:", "panicked at", "Segmentation fault",
+                 "Aborted", "core dumped", "error: ", "thread panic")
 
 
 @dataclass(slots=True, frozen=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.runner import evidence
+from lab.runner import diagnosis, evidence
 from lab.runner.scenario import Scenario, Step
 from lab.runner.program import Program
 from lab.runner.clients import (
@@ -78,10 +78,9 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
         finally:
             context.close_all()
         _note_death(context, run, "the end of the scenario")
+        said_before_stop = server.stderr_text()
         run["status"] = server.stop()
-        if run["died_in_step"] is None and context.signalled_at is None and not _stopped_by_us(run["status"]):
-            # Found alive at the end, yet its status is no answer to our SIGTERM: it was already
-            # dying (a traceback being printed) when it was stopped.
+        if run["died_in_step"] is None and context.signalled_at is None and _was_dying(run["status"], said_before_stop):
             run["died_in_step"] = "its last step (it was exiting when stopped)"
             run["exit_status"] = run["status"]
         run["stderr_tail"] = server.stderr_text().strip().splitlines()[-STDERR_TAIL_LINES:]
@@ -94,8 +93,13 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
 STOP_STATUSES = {0, -signal.SIGTERM, -signal.SIGKILL, 128 + signal.SIGTERM, 128 + signal.SIGKILL}
 
 
-def _stopped_by_us(status: int) -> bool:
-    return status in STOP_STATUSES
+def _was_dying(status: int, said_before_stop: str) -> bool:
+    """Found alive at the end, yet already dying when stopped: its status is no answer to
+    our SIGTERM, and it was killed by another signal or had printed a crash report (a
+    traceback, a panic) before we asked it to stop."""
+    if status in STOP_STATUSES:
+        return False
+    return status < 0 or any(marker in said_before_stop for marker in diagnosis.CRASH_MARKERS)
 
 
 def _note_death(context: Context, run: dict, when: str) -> None:

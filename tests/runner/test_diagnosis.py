@@ -82,3 +82,17 @@ def test_a_failing_item_shows_the_cause_and_its_hint():
     assert "O_NONBLOCK" in result.hint and "cap the per-connection output buffer" not in result.hint
     obs["_diagnosis"] = []  # stored by the runner: the judges' view wins
     assert grade_item(ITEM_BY_ID["cleanup.bounded_memory"], obs).cause == ""
+
+
+@pytest.mark.parametrize(("status", "stderr", "dying"), [
+    (0, "Traceback (most recent call last):\nOSError", False),  # it answered our SIGTERM
+    (-15, "", False),
+    (143, "", False),  # a shell in front reporting SIGTERM
+    (-6, "", True),  # SIGABRT is no answer to SIGTERM
+    (1, "Traceback (most recent call last):\n  ...\nOSError: [Errno 9] Bad file descriptor", True),
+    (1, "shutting down\n", False),  # an odd exit status, but no sign of a crash
+])
+def test_a_server_stopped_while_dying_is_told_from_one_that_answered_the_stop(status, stderr, dying):
+    from lab.runner.execute import _was_dying
+
+    assert _was_dying(status, stderr) is dying
