@@ -15,7 +15,8 @@ the one named):
 - ``blocking_sockets``: socket fds without O_NONBLOCK; a blocking send() or recv() stalls every
   client, so slow readers, bursts and memory all fail for that one reason. Program-wide.
 - ``never_accepted``: connections the kernel completed waited in the listen backlog (a
-  listener's Recv-Q), never accepted; not counted under an fd limit, where waiting is right.
+  listener's Recv-Q, read by every probe and after every scenario's last step), never
+  accepted; not counted under an fd limit, where waiting is right.
 - ``wrong_bytes``: an echo that differs from what was sent (reordered, duplicated, corrupted).
 - ``reset``: the server reset connections (the client got ECONNRESET, not an EOF).
 
@@ -146,13 +147,17 @@ def _blocking(scenarios: dict) -> Diagnosis | None:
 
 
 def _never_accepted(scenario: str, recorded: dict) -> Diagnosis | None:
-    if recorded.get("_run", {}).get("nofile"):
+    run = recorded.get("_run", {})
+    if run.get("nofile"):
         return None  # at an fd limit, connections rightly wait in the backlog
-    for save, probe in _probes(recorded):
-        if waiting := probe.get("listen_backlog"):
+    # Each probe's reading, then the one taken after the last step (every scenario has it).
+    readings = [(f"{scenario}/{save}", probe.get("listen_backlog")) for save, probe in _probes(recorded)]
+    readings.append((f"{scenario}, after its last step", run.get("listen_backlog")))
+    for where, waiting in readings:
+        if waiting:
             return Diagnosis(
                 NEVER_ACCEPTED, scenario,
-                f"{waiting:,} connection(s) waited in the listen backlog, never accepted ({scenario}/{save})",
+                f"{waiting:,} connection(s) waited in the listen backlog, never accepted ({where})",
                 "accept() until EAGAIN on every listener event: under EPOLLET one event can stand "
                 "for many waiting connections, and the rest raise no new edge",
             )

@@ -70,6 +70,15 @@ def _snapshot(pid: int, port: int, tree: list[int]) -> dict:
     }
 
 
+def listen_backlog(pid: int, port: int) -> int | None:
+    """Connections waiting to be accepted on ``port`` (the listeners' Recv-Q) in ``pid``'s
+    network namespace; None when it cannot be read."""
+    try:
+        return sum(s.rx_queue for s in probes.tcp_sockets(pid, port=port) if s.state == "LISTEN")
+    except probes.ProcessGone:
+        return None
+
+
 def _watches_sigterm(pid: int, fd: int) -> bool:
     try:
         return probes.signalfd_info(pid, fd).watches(signal.SIGTERM)

@@ -15,6 +15,7 @@ never echoed), each within its own deadline.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -76,6 +77,8 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
                     observations[step.save] = measured
                 _note_death(context, run, f"step {step.index} ({step.describe()})")
         finally:
+            # Read before the clients leave: connections never accepted are still queued.
+            run["listen_backlog"] = evidence.listen_backlog(os.getpid(), context.port)
             context.close_all()
         _note_death(context, run, "the end of the scenario")
         said_before_stop = server.stderr_text()

@@ -39,6 +39,11 @@ def test_each_cause_is_found_with_its_line(changes, name, words):
     assert cause.name == name and words in cause.line, cause
 
 
+def test_a_backlog_left_after_the_last_step_is_found_without_a_probe():
+    (cause,) = diagnose(observations({"faults/_run": {"died_in_step": None, "listen_backlog": 1}}))
+    assert cause.name == diagnosis.NEVER_ACCEPTED and "(faults, after its last step)" in cause.line
+
+
 def test_a_backlog_at_an_fd_limit_is_no_cause():
     assert causes({"fd-exhaustion/at_limit": probe(listen_backlog=36),
                    "fd-exhaustion/_run": {"died_in_step": None, "nofile": 64}}) == []
