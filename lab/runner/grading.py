@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 
+from lab.errors import describe_exit
 from lab.runner import diagnosis
 from lab.runner.checklist import (
     DRAIN_SLACK,
@@ -348,7 +349,7 @@ def judge_graceful(obs: dict) -> Verdict:
         f"{streams['eof']}/{streams['clients']} streams ended with a clean EOF after "
         f"{_n(streams['echoed'])} bytes echoed" + (", some bytes WRONG" if streams["mismatched"] else ""),
         "a new connection during the drain was " + ("refused" if exit_["new_connection_refused"] else "ACCEPTED"),
-        (f"exit status {status} {exit_['seconds_after_signal']:g} s after SIGTERM (drain timeout "
+        (f"{describe_exit(status)} {exit_['seconds_after_signal']:g} s after SIGTERM (drain timeout "
          f"{exit_['drain_timeout']:g} s)") if status is not None else "still running past the drain timeout",
     ]
     if not streams["signalled"]:
