@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import probes
-from lab.errors import UsageError
+from lab.errors import UsageError, describe_exit
 from lab.host import free_port
 from lab.process import ServerProcess, request_stats
 
@@ -198,7 +198,7 @@ class RunningTarget:
     def check_alive(self) -> None:
         status = self.server.wait(0)
         if status is not None:
-            raise UsageError(f"{self.target.name} exited with status {status} during the run; "
+            raise UsageError(f"{self.target.name} {describe_exit(status)} during the run; "
                              f"stderr ends: {self.server.stderr_text()[-500:]}")
 
 
