@@ -120,6 +120,9 @@ class ServerProcess:
 
         env = dict(os.environ if self.env is None else self.env)
         env[TOKEN_VARIABLE] = self.token
+        # stdbuf works by LD_PRELOAD, and AddressSanitizer refuses to start unless its runtime
+        # comes first: a server built with -fsanitize=address must still run.
+        env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         try:
