@@ -316,3 +316,51 @@ def test_stdout_is_line_buffered_so_a_killed_programs_lines_survive(tmp_path):
                "system(\"kill -9 $PPID; sleep 60\") }'; sleep 60"]
     with ServerProcess(program, log_dir=tmp_path) as server:
         assert "c log line" in server.stdout_text()
+
+
+# A prefork server: the master listens and forks workers that watch the listener in their own
+# epoll sets; the master only waits. It announces itself once both workers are registered.
+PREFORK = """
+    import os, select, socket, time
+    listener = socket.create_server(("127.0.0.1", 0))
+    ready_read, ready_write = os.pipe()
+    for _ in range(2):
+        if os.fork() == 0:
+            epoll = select.epoll()
+            epoll.register(listener.fileno(), select.EPOLLIN)
+            os.write(ready_write, b"r")
+            time.sleep(60)
+    assert os.read(ready_read, 1) and os.read(ready_read, 1)
+    print("listening on 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
+    time.sleep(60)
+"""
+
+
+def test_of_a_prefork_server_the_worker_that_watches_the_listener_is_probed(tmp_path):
+    from lab import probes
+
+    with ServerProcess(python(PREFORK), log_dir=tmp_path) as server:
+        tree = server.tree_pids()
+        assert len(tree) == 3 and server.pid != server.root_pid and server.pid in tree
+        assert probes.proc_stat(server.pid).ppid == server.root_pid
+        assert probes.epoll_registrations(server.pid), "the master holds no epoll: not the one probed"
+    assert all(_gone(pid) for pid in tree)
+
+
+def test_a_server_built_with_addresssanitizer_starts_under_stdbuf(tmp_path):
+    """stdbuf preloads a library; ASan aborts unless its runtime comes first, unless told not
+    to check. Without that, a student's -fsanitize=address build would never start."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("stdbuf") or not shutil.which("gcc"):
+        pytest.skip("needs stdbuf and gcc")
+    source = tmp_path / "server.c"
+    source.write_text('#include <stdio.h>\n#include <unistd.h>\n'
+                      'int main(void) { printf("listening on 127.0.0.1:9\\n"); sleep(60); return 0; }\n')
+    built = subprocess.run(["gcc", "-fsanitize=address", "-o", str(tmp_path / "server"), str(source)],
+                           capture_output=True, text=True, timeout=120)
+    if built.returncode != 0:
+        pytest.skip(f"no AddressSanitizer here: {built.stderr[-200:]}")
+    with ServerProcess([str(tmp_path / "server")], log_dir=tmp_path / "logs") as server:
+        assert server.running() and "ASan runtime" not in server.stderr_text()
