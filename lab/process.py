@@ -44,7 +44,8 @@ POLL_INTERVAL = 0.02
 # taken as the server's when the server's own was collected by the wrapper.
 WRAPPER_EXIT_GRACE = 1.0
 TOKEN_VARIABLE = "LAB_TARGET_TOKEN"
-PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+_libc = ctypes.CDLL(None, use_errno=True)
 _tokens = itertools.count(1)
 _subreaper = False
 
@@ -58,8 +59,7 @@ def become_subreaper() -> None:
     (a daemon's double fork) are re-parented here instead of to init, so they stay findable."""
     global _subreaper
     if not _subreaper:
-        libc = ctypes.CDLL(None, use_errno=True)
-        _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        _subreaper = _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def line_buffered(argv: list[str], cwd: str | Path | None) -> list[str]:
@@ -113,10 +113,17 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         become_subreaper()
-        nofile = self.nofile
+        nofile, parent = self.nofile, os.getpid()
 
-        def lower_fd_limit() -> None:  # runs in the child between fork and exec
-            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        def prepare_child() -> None:  # runs in the child between fork and exec
+            # Killed with the grader, even by SIGKILL: no server outlives the run that started
+            # it. (The signal comes when the forking THREAD ends: start servers from a thread
+            # that lives as long as they do.) A parent already gone before prctl: exit now.
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(1)
+            if nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         env = dict(os.environ if self.env is None else self.env)
         env[TOKEN_VARIABLE] = self.token
@@ -134,7 +141,7 @@ class ServerProcess:
                 env=env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=lower_fd_limit if nofile else None,
+                preexec_fn=prepare_child,
             )
         except OSError as error:
             for fd in (out_read, err_read):

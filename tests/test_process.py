@@ -6,12 +6,14 @@ ignores SIGTERM, leaves a child behind) is exactly the one under test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import signal
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -364,3 +366,31 @@ def test_a_server_built_with_addresssanitizer_starts_under_stdbuf(tmp_path):
         pytest.skip(f"no AddressSanitizer here: {built.stderr[-200:]}")
     with ServerProcess([str(tmp_path / "server")], log_dir=tmp_path / "logs") as server:
         assert server.running() and "ASan runtime" not in server.stderr_text()
+
+
+def test_the_server_dies_with_the_grader_even_when_the_grader_is_killed(tmp_path):
+    """PR_SET_PDEATHSIG: a grader killed by SIGKILL (no cleanup runs) takes its server along."""
+    import subprocess
+
+    grader = python(f"""
+        import sys, time
+        from lab.process import ServerProcess
+        server = ServerProcess({python(LISTENER)!r}, log_dir={str(tmp_path)!r})
+        server.start()
+        server.wait_listening()
+        print(server.pid, flush=True)
+        time.sleep(60)
+    """)
+    with subprocess.Popen(grader, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            server_pid = int(process.stdout.readline())
+            assert not _gone(server_pid)
+        finally:
+            process.kill()
+            process.stdout.close()
+    deadline = time.monotonic() + 10
+    while not _gone(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _gone(server_pid), f"server {server_pid} outlived its grader"
+    with contextlib.suppress(ChildProcessError):  # adopted by this process (a subreaper): reap it
+        os.waitpid(server_pid, os.WNOHANG)
