@@ -455,7 +455,9 @@ def combine(item: Item, per_program: dict[str, ItemResult]) -> ItemResult:
     worst = next(outcome for outcome in (Outcome.FAIL, Outcome.NOT_EXERCISED, Outcome.REMARK, Outcome.PASS)
                  if any(result.outcome is outcome for result in per_program.values()))
     measured = " | ".join(
-        f"{kind} {result.outcome.value}: {result.measured}" for kind, result in per_program.items()
+        f"{kind} {result.outcome.value}: {result.measured}"
+        + (f" (first cause: {result.cause_line})" if result.cause_line else "")
+        for kind, result in per_program.items()
     )
     hint = next((result.hint for result in per_program.values() if result.outcome is worst and result.hint), "")
     remark = next((result.remark for result in per_program.values() if result.remark), "")
