@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.errors import STATUS_UNKNOWN
 from lab.runner import diagnosis, evidence
 from lab.runner.scenario import Scenario, Step
 from lab.runner.program import Program
@@ -100,7 +101,7 @@ def _was_dying(status: int, said_before_stop: str) -> bool:
     """Found alive at the end, yet already dying when stopped: its status is no answer to
     our SIGTERM, and it was killed by another signal or had printed a crash report (a
     traceback, a panic) before we asked it to stop."""
-    if status in STOP_STATUSES:
+    if status in STOP_STATUSES or status == STATUS_UNKNOWN:
         return False
     return status < 0 or any(marker in said_before_stop for marker in diagnosis.CRASH_MARKERS)
 
