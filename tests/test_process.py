@@ -10,15 +10,21 @@ import contextlib
 import json
 import os
 import select
+import shlex
+import shutil
 import signal
+import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
 
-from lab.errors import UsageError
+from lab import probes
+from lab.errors import UsageError, describe_exit
+from lab.host import free_port
 from lab.process import ServerProcess, StartError, read_stats, request_stats
+from lab.runner import evidence
 
 
 def python(code: str) -> list[str]:
@@ -196,20 +202,14 @@ def _sh(command: str) -> list[str]:
 
 def _python_line(code: str) -> str:
     """``code`` as one ``python -c`` word for a shell command line."""
-    import shlex
-
     return f"{shlex.quote(sys.executable)} -c {shlex.quote(textwrap.dedent(code))}"
 
 
 def _holds_listener(pid: int, port: int) -> bool:
-    from lab import probes
-
     return bool(probes.socket_inodes(pid) & probes.listener_inodes(pid, port))
 
 
 def _gone(pid: int) -> bool:
-    from lab import probes
-
     try:
         return probes.proc_stat(pid).dead
     except probes.ProcessGone:
@@ -230,8 +230,6 @@ def test_a_shell_wrapper_that_does_not_exec_leads_to_the_server_it_started(tmp_p
 
 
 def test_a_wrapper_on_a_fixed_port_is_ready_once_its_child_listens(tmp_path):
-    from lab.host import free_port
-
     port = free_port()
     child = f"import socket, time; s = socket.create_server(('127.0.0.1', {port})); time.sleep(60)"
     with ServerProcess(_sh(f"{_python_line(child)}; true"), port=port, log_dir=tmp_path) as server:
@@ -277,14 +275,13 @@ NEGLECTFUL_PARENT = """
 
 
 def test_a_zombie_server_is_dead_and_its_signal_is_named(tmp_path):
-    from lab.errors import describe_exit
-
     with ServerProcess(python(NEGLECTFUL_PARENT), log_dir=tmp_path) as server:
         assert server.running()
         server.send_signal(signal.SIGUSR1)
         status = server.wait(10)
         assert status == -signal.SIGABRT and not server.running()
         assert describe_exit(status) == "was killed by SIGABRT"
+        assert evidence.snapshot(server.pid, server.port) == {"alive": False}  # not "0 fds"
         assert server.process.poll() is None  # the parent lives on; only the server died
 
 
@@ -309,8 +306,6 @@ def test_a_stream_past_its_cap_keeps_the_first_and_last_mib(tmp_path):
 def test_stdout_is_line_buffered_so_a_killed_programs_lines_survive(tmp_path):
     """A C-style program (stdio full buffering into a pipe) killed by SIGKILL: with
     ``stdbuf -oL`` its lines were written out as they were printed."""
-    import shutil
-
     if not shutil.which("stdbuf") or not shutil.which("awk"):
         pytest.skip("needs stdbuf and awk")
     # awk's print goes through C stdio: fully buffered into a pipe unless stdbuf says otherwise.
@@ -339,8 +334,6 @@ PREFORK = """
 
 
 def test_of_a_prefork_server_the_worker_that_watches_the_listener_is_probed(tmp_path):
-    from lab import probes
-
     with ServerProcess(python(PREFORK), log_dir=tmp_path) as server:
         tree = server.tree_pids()
         assert len(tree) == 3 and server.pid != server.root_pid and server.pid in tree
@@ -352,9 +345,6 @@ def test_of_a_prefork_server_the_worker_that_watches_the_listener_is_probed(tmp_
 def test_a_server_built_with_addresssanitizer_starts_under_stdbuf(tmp_path):
     """stdbuf preloads a library; ASan aborts unless its runtime comes first, unless told not
     to check. Without that, a student's -fsanitize=address build would never start."""
-    import shutil
-    import subprocess
-
     if not shutil.which("stdbuf") or not shutil.which("gcc"):
         pytest.skip("needs stdbuf and gcc")
     source = tmp_path / "server.c"
@@ -370,8 +360,6 @@ def test_a_server_built_with_addresssanitizer_starts_under_stdbuf(tmp_path):
 
 def test_the_server_dies_with_the_grader_even_when_the_grader_is_killed(tmp_path):
     """PR_SET_PDEATHSIG: a grader killed by SIGKILL (no cleanup runs) takes its server along."""
-    import subprocess
-
     grader = python(f"""
         import sys, time
         from lab.process import ServerProcess
