@@ -9,6 +9,8 @@ import pytest
 from lab.runner import diagnosis
 from lab.runner.checklist import ITEM_BY_ID
 from lab.runner.diagnosis import diagnose, first_cause, last_error_line
+from lab.runner.execute import _was_dying
+from lab.runner.grading import grade_item
 
 from .test_grading import exchange, observations, probe
 
@@ -78,8 +80,6 @@ def test_last_error_line(tail, line):
 
 
 def test_a_failing_item_shows_the_cause_and_its_hint():
-    from lab.runner.grading import grade_item
-
     obs = observations({"slow-reader/other": exchange(1, ok=0, worst_latency=9.0),
                         "burst-connects/loaded": probe(blocking_sockets=[7])})
     result = grade_item(ITEM_BY_ID["cleanup.bounded_memory"], obs)
@@ -98,6 +98,4 @@ def test_a_failing_item_shows_the_cause_and_its_hint():
     (1, "shutting down\n", False),  # an odd exit status, but no sign of a crash
 ])
 def test_a_server_stopped_while_dying_is_told_from_one_that_answered_the_stop(status, stderr, dying):
-    from lab.runner.execute import _was_dying
-
     assert _was_dying(status, stderr) is dying
