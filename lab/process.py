@@ -204,6 +204,14 @@ class ServerProcess:
         elif self.running():
             _kill(self.pid, signum)
 
+    def freeze(self) -> None:
+        """SIGSTOP the process group: the kernel keeps queueing for it (connections in the
+        backlog, bytes and FINs in socket buffers, signals) until ``thaw``."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
     def running(self) -> bool:
         """Whether the server still runs (a zombie does not)."""
         return self.poll() is None
@@ -256,13 +264,13 @@ class ServerProcess:
         if self.process is None:
             return 0
         if self.tree_pids():
-            self._signal_tree(signal.SIGTERM)
-            self._signal_tree(signal.SIGCONT)  # a server frozen by a scenario must see it
+            self._signal_group(signal.SIGTERM)
+            self._signal_group(signal.SIGCONT)  # a server frozen by a scenario must see it
             deadline = time.monotonic() + timeout
             while self.tree_pids() and time.monotonic() < deadline:
                 time.sleep(POLL_INTERVAL)
         for _ in range(10):  # children forked while we kill are killed next round
-            self._signal_tree(signal.SIGKILL)
+            self._signal_group(signal.SIGKILL)
             if not self.tree_pids():
                 break
             time.sleep(POLL_INTERVAL)
@@ -356,7 +364,8 @@ class ServerProcess:
         return (f"; port {self.port} is already in use (EADDRINUSE): another program, not this "
                 f"command, listens on it; stop it or grade with another --port")
 
-    def _signal_tree(self, signum: int) -> None:
+    def _signal_group(self, signum: int) -> None:
+        """Signal the whole tree, and the process group for members we may have missed."""
         for pid in self.tree_pids():
             _kill(pid, signum)
         try:

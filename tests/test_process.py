@@ -382,3 +382,23 @@ def test_the_server_dies_with_the_grader_even_when_the_grader_is_killed(tmp_path
     assert _gone(server_pid), f"server {server_pid} outlived its grader"
     with contextlib.suppress(ChildProcessError):  # adopted by this process (a subreaper): reap it
         os.waitpid(server_pid, os.WNOHANG)
+
+
+def test_freeze_stops_the_whole_tree_and_thaw_resumes_it(tmp_path):
+    with ServerProcess(_sh(f"{_python_line(LISTENER)}; true"), log_dir=tmp_path) as server:
+        tree = server.tree_pids()
+        server.freeze()
+        assert _within(5, lambda: all(probes.proc_stat(pid).state == "T" for pid in tree))
+        assert server.running()  # stopped is not dead
+        server.thaw()
+        assert _within(5, lambda: all(probes.proc_stat(pid).state != "T" for pid in tree))
+
+
+def _within(seconds: float, condition) -> bool:
+    """Whether ``condition()`` holds within ``seconds`` (signals are delivered asynchronously)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
