@@ -16,6 +16,7 @@ Facts the callers rely on:
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import signal
 import struct
@@ -46,9 +47,23 @@ def _check(result: int, what: str) -> int:
     return result
 
 
+def _nanoseconds(seconds: float) -> int:
+    """Whole nanoseconds, the timer's resolution. ValueError for what the kernel would refuse
+    (a negative value; NaN or infinity have no timespec) or silently turn into 0, which
+    disarms the timer: a value above 0 that rounds to 0 ns."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a timer takes a finite number of seconds >= 0, got {seconds!r}")
+    nanoseconds = round(seconds * 1e9)
+    if seconds > 0 and nanoseconds == 0:
+        raise ValueError(f"{seconds!r} s is under the timer's 1 ns resolution and would disarm it")
+    return nanoseconds
+
+
 def _timespec(seconds: float) -> _Timespec:
-    whole = int(seconds)
-    return _Timespec(whole, int(round((seconds - whole) * 1e9)))
+    # Rounded as a whole, then split: rounding only the fraction could give tv_nsec = 10**9
+    # (0.9999999999 s), which timerfd_settime refuses with EINVAL.
+    whole, nanoseconds = divmod(_nanoseconds(seconds), 10**9)
+    return _Timespec(whole, nanoseconds)
 
 
 def timerfd_create(clockid: int = CLOCK_MONOTONIC, flags: int = NONBLOCK_CLOEXEC) -> int:
@@ -58,9 +73,10 @@ def timerfd_create(clockid: int = CLOCK_MONOTONIC, flags: int = NONBLOCK_CLOEXEC
 
 
 def timerfd_settime(fd: int, initial: float, interval: float) -> None:
-    """Arm the timer: first expiry after ``initial`` seconds, then every ``interval``."""
-    if hasattr(os, "timerfd_settime"):
-        os.timerfd_settime(fd, initial=initial, interval=interval)
+    """Arm the timer: first expiry after ``initial`` seconds, then every ``interval`` (0:
+    once); ``initial`` 0 disarms it. ValueError for a value the timer cannot take."""
+    if hasattr(os, "timerfd_settime_ns"):
+        os.timerfd_settime_ns(fd, initial=_nanoseconds(initial), interval=_nanoseconds(interval))
         return
     spec = _Itimerspec(_timespec(interval), _timespec(initial))
     _check(_libc.timerfd_settime(fd, 0, ctypes.byref(spec), None), "timerfd_settime")

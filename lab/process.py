@@ -16,11 +16,20 @@ The program counts as ready when it prints ``listening on HOST:PORT`` (the lab's
 or, for any other program, when a process of its tree listens on its known port: read from
 /proc, without a connection (which would show in the server's idle fds), and never fooled by
 another program already listening there.
+
+Clients must connect to the address the server listens on: a server bound to ``::1`` only is
+not reachable at 127.0.0.1. So ``host`` becomes that address once the server is ready: the
+announced one, or the one its LISTEN socket has in /proc/net/tcp and tcp6 (a wildcard bind,
+0.0.0.0 or ``::``, is reached through loopback of the same family). Two cases are ready when the
+port accepts a connection instead, as the grader cannot see the listener's owner: no listener
+in this network namespace at all (a port published from a container), or one that appeared
+after the program started without being in its tree (a proxy such as docker-proxy).
 """
 
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import itertools
 import json
 import os
@@ -29,6 +38,7 @@ import resource
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -43,6 +53,9 @@ POLL_INTERVAL = 0.02
 # A wrapper (``sh -c 'server; true'``) exits right after the server it waits for; its status is
 # taken as the server's when the server's own was collected by the wrapper.
 WRAPPER_EXIT_GRACE = 1.0
+# A listener outside the tree is tried (by connecting) only this long after the start, so the
+# tree's own listener, which shows in /proc at once, is found without a connection.
+UNSEEN_LISTENER_GRACE = 1.0
 TOKEN_VARIABLE = "LAB_TARGET_TOKEN"
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -108,11 +121,16 @@ class ServerProcess:
         self._seen: set[int] = set()  # every pid ever found in the tree
         self._sessions: set[int] = set()  # and the sessions they were in
         self._captures: dict[str, CappedCapture] = {}
+        self._listeners_before: set[int] = set()
+        self._started_at = 0.0
 
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> ServerProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         become_subreaper()
+        # Whatever listens on a fixed port before the program starts is not the program.
+        self._listeners_before = {s.inode for s in self._listeners(self.port)} if self.port else set()
+        self._started_at = time.monotonic()
         nofile, parent = self.nofile, os.getpid()
 
         def prepare_child() -> None:  # runs in the child between fork and exec
@@ -147,6 +165,13 @@ class ServerProcess:
             for fd in (out_read, err_read):
                 os.close(fd)
             raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
+        except subprocess.SubprocessError as error:  # prepare_child failed in the child
+            for fd in (out_read, err_read):
+                os.close(fd)
+            raise StartError(
+                f"cannot start {self.command!r}: setting its open-file limit to {nofile} failed "
+                f"(above the hard limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]}?)"
+            ) from error
         finally:
             os.close(out_write)
             os.close(err_write)
@@ -164,12 +189,22 @@ class ServerProcess:
         while True:
             match = LISTENING_LINE.search(self.stdout_text())
             if match:
-                self.host, self.port = match.group(1), int(match.group(2))
-                self.server_pid = self._listener_owner(self.port) or self.process.pid
+                self.port = int(match.group(2))
+                found = self._listener_owner(self.port)
+                self.server_pid, hosts = found or (self.process.pid, [])
+                self.host = (dial_address([match.group(1)]) or dial_address(hosts)
+                             or self._listener_address() or self.host)
                 return self.host, self.port
-            if self.port is not None and (owner := self._listener_owner(self.port)):
-                self.server_pid = owner
-                return self.host, self.port
+            if self.port is not None:
+                # One reading for both questions: a listener in it is already held by its
+                # owner's fd (socket() comes before listen()), so "not in the tree" is no race.
+                listeners = self._listeners(self.port)
+                if found := self._listener_owner(self.port, listeners):
+                    self.server_pid, hosts = found
+                    self.host = dial_address(hosts) or self.host
+                    return self.host, self.port
+                if self._unseen_listener_accepts(listeners):
+                    return self.host, self.port
             # A daemon's middle process may be between its exit and the daemon's adoption
             # for one scan: only a second empty scan in a row means the whole tree is gone.
             if self.process.poll() is not None and not self.tree_pids():
@@ -330,36 +365,60 @@ class ServerProcess:
                        if stat.ppid == me and stat.dead and stat.session in self._sessions}
         return sorted(pid for pid in tree if not table[pid].dead)
 
-    def _listener_owner(self, port: int) -> int | None:
-        """The tree's process holding a socket that listens on ``port``; of several (a prefork
-        server), the first that watches it in an epoll set."""
+    def _listeners(self, port: int) -> list[probes.TcpSocket]:
+        """The LISTEN sockets on ``port`` in this network namespace (the program's too)."""
         try:
-            inodes = probes.listener_inodes(os.getpid(), port)
-        except probes.ProcessGone:
-            return None
-        if not inodes:
+            return [s for s in probes.tcp_sockets(os.getpid(), port=port) if s.state == "LISTEN" and s.inode]
+        except (probes.ProcessGone, probes.ProbeFormatError):
+            return []
+
+    def _listener_owner(self, port: int, seen: list[probes.TcpSocket] | None = None) -> tuple[int, list[str]] | None:
+        """The tree's process holding a socket that listens on ``port`` (of the listeners
+        ``seen``, else read now), and the addresses its listeners are bound to; of several
+        holders (a prefork server), the first that watches the listener in an epoll set."""
+        listeners = {s.inode: s.local_host for s in (self._listeners(port) if seen is None else seen)}
+        if not listeners:
             return None
         holders, watching = [], []
         for pid in self.tree_pids():
             try:
-                if probes.socket_inodes(pid) & inodes:
-                    holders.append(pid)
+                held = probes.socket_inodes(pid) & listeners.keys()
+                if held:
+                    holders.append((pid, held))
                     registrations = probes.epoll_registrations(pid).values()
-                    if any(target.inode in inodes for targets in registrations for target in targets):
-                        watching.append(pid)
+                    if any(target.inode in held for targets in registrations for target in targets):
+                        watching.append((pid, held))
             except (probes.ProcessGone, probes.ProbeFormatError):
                 continue
-        return (watching or holders or [None])[0]
+        if not (watching or holders):
+            return None
+        pid, held = (watching or holders)[0]
+        return pid, [listeners[inode] for inode in held]
+
+    def _unseen_listener_accepts(self, listeners: list[probes.TcpSocket]) -> bool:
+        """Ready although none of ``listeners`` is in the tree: there is none at all in this
+        network namespace (a port published from a container), or a new one that was not there
+        when the program started (a proxy it asked for). One there before is another program's."""
+        new = [s.local_host for s in listeners if s.inode not in self._listeners_before]
+        if listeners and not new or time.monotonic() < self._started_at + UNSEEN_LISTENER_GRACE:
+            return False
+        host = dial_address(new) or self.host
+        if not _accepts(host, self.port):
+            return False
+        if found := self._listener_owner(self.port):  # it was the tree's, listening just now
+            self.server_pid, hosts = found
+            host = dial_address(hosts) or host
+        self.host = host
+        return True
+
+    def _listener_address(self) -> str | None:
+        """Where to connect to reach a LISTEN socket on our port, from /proc (None if there is
+        none in this network namespace)."""
+        return dial_address([s.local_host for s in self._listeners(self.port)])
 
     def _foreign_listener(self) -> str:
         """Why a fixed port may never become ours: another program listens there."""
-        if self.port is None:
-            return ""
-        try:
-            taken = probes.listener_inodes(os.getpid(), self.port)
-        except probes.ProcessGone:
-            return ""
-        if not taken:
+        if self.port is None or not self._listeners(self.port):
             return ""
         return (f"; port {self.port} is already in use (EADDRINUSE): another program, not this "
                 f"command, listens on it; stop it or grade with another --port")
@@ -442,6 +501,34 @@ def read_stats(stats_file: Path) -> dict | None:
         return json.loads(Path(stats_file).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def dial_address(listen_hosts: list[str]) -> str | None:
+    """The address a client connects to, given the addresses a server listens on (IPv4 first,
+    as before IPv6 was graded): a wildcard becomes the loopback address of its family, an
+    IPv4-mapped one (``::ffff:127.0.0.1``) its IPv4 address. Host names are skipped: None
+    when no address is left."""
+    addresses = []
+    for text in listen_hosts:
+        try:
+            address = ipaddress.ip_address(text.strip("[]"))
+        except ValueError:
+            continue
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.is_unspecified:
+            address = ipaddress.ip_address("127.0.0.1" if address.version == 4 else "::1")
+        addresses.append(address)
+    addresses.sort(key=lambda address: address.version)
+    return str(addresses[0]) if addresses else None
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _read_text(path: Path) -> str:

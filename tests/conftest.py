@@ -155,3 +155,14 @@ def listening_socket():
     use" and readiness tests); closed at teardown."""
     with contextlib.closing(socket.create_server(("127.0.0.1", 0))) as sock:
         yield sock
+
+
+@pytest.fixture(scope="session")
+def ipv6_loopback():
+    """Skip unless ::1 can be bound (a kernel or container without IPv6). The only place that
+    decides this capability."""
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            pass
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here: {error.strerror}")

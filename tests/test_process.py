@@ -23,7 +23,7 @@ import pytest
 from lab import probes
 from lab.errors import UsageError, describe_exit
 from lab.host import free_port
-from lab.process import ServerProcess, StartError, read_stats, request_stats
+from lab.process import ServerProcess, StartError, dial_address, read_stats, request_stats
 from lab.runner import evidence
 
 
@@ -399,3 +399,21 @@ def _within(seconds: float, condition) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+@pytest.mark.parametrize(
+    ("listening", "dial"),
+    [
+        (["127.0.0.1"], "127.0.0.1"),
+        (["0.0.0.0"], "127.0.0.1"),
+        (["::1"], "::1"),
+        (["[::1]"], "::1"),
+        (["::"], "::1"),  # dual-stack or not, ::1 reaches it
+        (["::ffff:127.0.0.2"], "127.0.0.2"),
+        (["::1", "127.0.0.1"], "127.0.0.1"),  # IPv4 first, as before IPv6 was graded
+        (["localhost"], None),  # a name is not an address: /proc is asked instead
+        ([], None),
+    ],
+)
+def test_clients_dial_the_address_the_server_listens_on(listening, dial):
+    assert dial_address(listening) == dial

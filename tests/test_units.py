@@ -72,3 +72,47 @@ def test_parse_duration_reads_seconds_and_smaller_and_larger_units(text, seconds
 def test_parse_duration_rejects_what_it_cannot_read_and_says_what_it_got(text, message):
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (float("nan"), "a duration must be a finite number of seconds, got nan"),
+    (float("inf"), "a duration must be a finite number of seconds, got inf"),
+    (-float("inf"), "a duration must be a finite number of seconds, got -inf"),
+    (10**400, "a duration above a day (86400 s) is surely a mistake"),  # float() would overflow
+    ("25h", "expected a duration"),
+    ("1441min", "a duration above a day (86400 s) is surely a mistake, got '1441min'"),
+    ("9" * 400, "expected a duration such as '500ms' or '5s', got a number of 400 digits"),
+    ("0.0000000001", "a duration must be 0 or at least 1 ns"),  # would disarm a timerfd
+    (1e-10, "a duration must be 0 or at least 1 ns"),
+    ("\u0663s", "expected a duration"),  # an Arabic-Indic digit is not a number here
+    ([1], "expected a duration such as '500ms', got [1]"),
+    (None, "expected a duration such as '500ms', got None"),
+])
+def test_parse_duration_refuses_values_that_would_hang_or_overflow(value, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        parse_duration(value)
+
+
+def test_parse_duration_keeps_the_edges_of_its_range():
+    assert parse_duration("1440min") == 86400.0
+    assert parse_duration("0.000000001") == 1e-9
+    assert parse_duration(0.0) == 0.0
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("9" * 400, "expected a size such as '64KiB' or '10MiB', got a number of 400 digits"),
+    ("2TiB", "expected a size"),
+    ("1025GiB", "a size above 1 TiB (1099511627776 bytes) is surely a mistake, got '1025GiB'"),
+    (2**70, "a size above 1 TiB"),
+    ("1.0000000001KiB", "a size must be a whole number of bytes"),  # no float rounding
+    (1024.0, "expected a size such as '64KiB', got 1024.0"),
+    (float("nan"), "expected a size such as '64KiB', got nan"),
+])
+def test_parse_size_refuses_absurd_and_inexact_values(value, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        parse_size(value)
+
+
+def test_parse_size_keeps_the_edges_of_its_range():
+    assert parse_size("1024GiB") == 2**40
+    assert parse_size("123456789012") == 123456789012  # exact, no float on the way

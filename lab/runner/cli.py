@@ -27,7 +27,7 @@ def _duration(text: str) -> float:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {text!r}")
     return int(text)
 
@@ -71,6 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="with --cmd --as timeout: how often it checks for idle connections (default 1s)")
     run.add_argument("--drain-timeout", type=_duration, metavar="DURATION",
                      help="with --cmd --as graceful: its longest drain after SIGTERM (default 10s)")
+    run.add_argument("--ready-timeout", type=_duration, metavar="DURATION",
+                     help="how long the program may take to start listening (default 15s)")
     _common(run)
     run.set_defaults(handler=run_command)
 
@@ -93,14 +95,16 @@ def _target(args: argparse.Namespace):
         if args.kind is None:
             raise UsageError("--cmd needs --as KIND (level, edge, oneshot, timeout or graceful)")
         return Program.command(args.cmd, kind=args.kind, port=args.port, idle_timeout=args.idle_timeout,
-                              tick=args.tick, drain_timeout=args.drain_timeout, cwd=Path.cwd())
+                              tick=args.tick, drain_timeout=args.drain_timeout, cwd=Path.cwd(),
+                              ready_timeout=args.ready_timeout)
     if args.target is None:
         raise UsageError("say what to run against: --target KIND, or --cmd 'COMMAND {port}' --as KIND (or --list)")
     for flag, value in (("--as", args.kind), ("--port", args.port), ("--idle-timeout", args.idle_timeout),
                         ("--tick", args.tick), ("--drain-timeout", args.drain_timeout)):
         if value is not None:
             raise UsageError(f"{flag} goes with --cmd, not with --target")
-    return Program.builtin(args.target)
+    program = Program.builtin(args.target)
+    return program if args.ready_timeout is None else program.with_ready_timeout(args.ready_timeout)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -1,4 +1,6 @@
-"""The clients: many non-blocking sockets on 127.0.0.1 driven by one epoll loop with a deadline.
+"""The clients: many non-blocking sockets driven by one epoll loop with a deadline, connected to
+the address the server listens on (``ServerProcess.host``: 127.0.0.1, or ::1 for a server bound
+to IPv6 loopback only).
 
 Every client keeps what it sent but has not yet seen echoed (``expect``), so each received
 byte is compared with the byte sent at the same position, and SHA-256 digests of both
@@ -148,21 +150,23 @@ class Client:
         self.sock = None
 
 
-def connect_clients(count: int, port: int, deadline: float, first_index: int = 0) -> tuple[list[Client], list[str]]:
-    """Open ``count`` connections at once; return the connected clients and one error name per
-    failure (refused, timed out, ...)."""
+def connect_clients(count: int, port: int, deadline: float, first_index: int = 0,
+                    host: str = HOST) -> tuple[list[Client], list[str]]:
+    """Open ``count`` connections at once to ``host`` (an IPv4 or IPv6 address); return the
+    connected clients and one error name per failure (refused, timed out, ...)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     pending: dict[int, Client] = {}
     connected: list[Client] = []
     failures: list[str] = []
     with selectors.DefaultSelector() as selector:
         for index in range(first_index, first_index + count):
             try:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock = socket.socket(family, socket.SOCK_STREAM)
             except OSError as error:  # our own fd limit: counts as a failure, not a crash
                 failures.append(errno_name(error))
                 continue
             sock.setblocking(False)
-            code = sock.connect_ex((HOST, port))
+            code = sock.connect_ex((host, port))
             if code not in (0, errno.EINPROGRESS):
                 failures.append(errno.errorcode.get(code, str(code)))
                 sock.close()

@@ -28,7 +28,7 @@ from lab.runner import diagnosis, evidence
 from lab.runner.scenario import Scenario, Step
 from lab.runner.program import Program
 from lab.runner.clients import (
-    CAUGHT_UP, EOF, HOST, SENT, Client, connect_clients, pattern_bytes, pump, shut_write,
+    CAUGHT_UP, EOF, SENT, Client, connect_clients, pattern_bytes, pump, shut_write,
 )
 from lab.process import ServerProcess
 
@@ -136,7 +136,8 @@ def _tree(context: Context) -> list[int]:
 def do_connect(context: Context, step: Step) -> dict:
     wanted = step.params["clients"]
     started = time.monotonic()
-    clients, failures = connect_clients(wanted, context.port, _deadline(step), context.next_index)
+    clients, failures = connect_clients(wanted, context.port, _deadline(step), context.next_index,
+                                        host=context.server.host)
     context.next_index += wanted
     context.groups[step.params["group"]] = clients
     return {
@@ -342,7 +343,7 @@ def do_watch(context: Context, step: Step) -> dict:
 def do_exit(context: Context, step: Step) -> dict:
     """After a signal: new connections must be refused; then the clients leave (as ``nc``
     does after EOF) and the server must exit within its drain timeout."""
-    refused = _connect_refused(context.port) if context.server.running() else True
+    refused = _connect_refused(context.server.host, context.port) if context.server.running() else True
     context.close_all()
     started = context.signalled_at or time.monotonic()
     deadline = started + context.target.drain_timeout + step.params["timeout"]
@@ -355,9 +356,9 @@ def do_exit(context: Context, step: Step) -> dict:
     }
 
 
-def _connect_refused(port: int) -> bool:
+def _connect_refused(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((HOST, port), timeout=1.0):
+        with socket.create_connection((host, port), timeout=1.0):
             return False
     except OSError:
         return True

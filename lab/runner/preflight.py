@@ -2,7 +2,8 @@
 
 The record goes into results.json and the scorecard, so a score can be read against the
 machine it was measured on: kernel, CPUs, Python, RLIMIT_NOFILE, somaxconn, the local port
-range, and whether we run in a container. ``check_limits`` is pure: numbers in, warnings out.
+range, and whether we run in a container. ``check_limits`` is pure: numbers in, warnings out; ``check_nofile`` refuses, before anything
+runs, a scenario whose ``nofile`` the target could not be given.
 
 The runner's clients need one fd each, so the runner lifts its own soft RLIMIT_NOFILE to
 the hard limit first (``lab.host.raise_fd_limit``; the targets inherit it, except where a
@@ -15,6 +16,7 @@ import os
 import platform
 
 from lab import host
+from lab.runner.scenario import Scenario, ScenarioError
 
 FD_MARGIN = 64  # fds the runner itself needs besides one per client
 
@@ -28,6 +30,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "nofile_soft": soft,
         "nofile_hard": hard,
+        "nr_open": int(host.read_text("/proc/sys/fs/nr_open").strip() or 0),
         "somaxconn": int(host.read_text("/proc/sys/net/core/somaxconn").strip() or 0),
         "local_port_range": list(host.local_port_range()),
         "container": host.in_container() or "no",
@@ -53,3 +56,18 @@ def check_limits(env: dict, clients_needed: int, scenario: str) -> list[str]:
             f"{scenario} needs {clients_needed:,} local ports but the range {port_range[0]}-{port_range[1]} is smaller"
         )
     return warnings
+
+
+def check_nofile(env: dict, scenario: Scenario) -> None:
+    """A scenario's ``nofile`` is set as both limits in the target's process (between fork
+    and exec); above our own hard limit (or the kernel's fs.nr_open) that fails, so say so
+    before the run instead."""
+    hard, nr_open = env["nofile_hard"], env.get("nr_open") or 0
+    ceilings = [limit for limit in (hard, nr_open) if limit > 0]  # RLIM_INFINITY reads as -1
+    if scenario.nofile is not None and ceilings and scenario.nofile > min(ceilings):
+        raise ScenarioError(
+            f"{scenario.path}: field 'nofile': {scenario.nofile} is above the most open files this "
+            f"machine lets the runner give a process ({min(ceilings)}: hard RLIMIT_NOFILE {hard}, "
+            f"fs.nr_open {nr_open or 'unknown'}); lower it, or raise the hard limit (as root: "
+            f"ulimit -Hn {scenario.nofile}; in Docker: --ulimit nofile={scenario.nofile}:{scenario.nofile})"
+        )

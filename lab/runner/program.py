@@ -12,6 +12,7 @@ A fixed ``--port`` is used as given.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shlex
 import sys
 from collections.abc import Iterator
@@ -71,14 +72,12 @@ class Program:
         tick: float | None = None,
         drain_timeout: float | None = None,
         cwd: str | Path | None = None,
-        ready_timeout: float = 15.0,
+        ready_timeout: float | None = None,
     ) -> Program:
         """Any program. ``command`` is an argv list or one shell-like string; it must contain
         ``{port}`` unless ``port`` fixes the port it listens on."""
         _check_kind(kind)
-        argv = tuple(shlex.split(command) if isinstance(command, str) else command)
-        if not argv:
-            raise UsageError("the target command is empty")
+        argv = split_command(command)
         if port is None and not any(PORT in word for word in argv):
             raise UsageError(
                 f"the command {shlex.join(argv)!r} has no {PORT}: put {PORT} where the program "
@@ -87,14 +86,19 @@ class Program:
         if port is not None and not 1 <= port <= 65535:
             raise UsageError(f"--port must be from 1 to 65535, got {port}")
         timing = {}
+        if ready_timeout is not None:
+            timing["ready_timeout"] = _more_than_zero("the ready timeout", ready_timeout)
         if idle_timeout is not None:
-            timing["idle_timeout"] = float(idle_timeout)
+            timing["idle_timeout"] = _more_than_zero("the idle timeout", idle_timeout)
         if tick is not None:
-            timing["tick"] = float(tick)
+            timing["tick"] = _more_than_zero("the tick", tick)
         if drain_timeout is not None:
             timing["drain_timeout"] = float(drain_timeout)
-        return cls(kind, argv, name=name or kind, port=port, cwd=str(cwd) if cwd else None,
-                   ready_timeout=ready_timeout, **timing)
+        return cls(kind, argv, name=name or kind, port=port, cwd=str(cwd) if cwd else None, **timing)
+
+    def with_ready_timeout(self, seconds: float) -> Program:
+        """The same program, allowed ``seconds`` to start listening."""
+        return dataclasses.replace(self, ready_timeout=_more_than_zero("the ready timeout", seconds))
 
     def argv_for(self, port: int) -> list[str]:
         return [word.replace(PORT, str(port)) for word in self.argv]
@@ -135,6 +139,27 @@ class Program:
                 server.close()
                 raise
         raise AssertionError("unreachable: the last attempt raises")
+
+
+def split_command(command: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The argv of a command given as one shell-like string or as a list; UsageError when it
+    is empty, its quotes do not close, or a word holds a NUL byte (exec cannot pass one)."""
+    try:
+        argv = tuple(shlex.split(command) if isinstance(command, str) else command)
+    except ValueError as error:  # shlex: "No closing quotation", "No escaped character"
+        raise UsageError(f"cannot split the command {command!r} into words: {error}") from None
+    if not argv:
+        raise UsageError("the target command is empty")
+    if any("\0" in word for word in argv):
+        raise UsageError(f"the command {command!r} holds a NUL byte, which no program can receive")
+    return argv
+
+
+def _more_than_zero(what: str, seconds: float) -> float:
+    """A period the scenarios divide or wait by: 0 s (or NaN) would make no sense of them."""
+    if not seconds > 0:
+        raise UsageError(f"{what} must be longer than 0 s, got {seconds:g} s")
+    return float(seconds)
 
 
 def _check_kind(kind: str) -> None:

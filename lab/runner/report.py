@@ -204,14 +204,16 @@ class RunDirectory:
 
     def __init__(self, parent: Path, name: str) -> None:
         # Absolute: the path is handed to programs that run in other folders (the benchmark).
-        self.parent = Path(parent).resolve()
         self.name = run_dir_name(name)
         try:
+            self.parent = Path(parent).resolve()
             self.parent.mkdir(parents=True, exist_ok=True)
             self.path = Path(tempfile.mkdtemp(prefix=f".{self.name}.partial-", dir=self.parent))
+        except ValueError:  # a NUL byte in the path
+            raise UsageError(f"cannot write results under {str(parent)!r}: not a folder name") from None
         except OSError as error:
             raise UsageError(
-                f"cannot write results under {self.parent}: {error.strerror}; pick another "
+                f"cannot write results under {parent}: {error.strerror}; pick another "
                 "--results folder (in Docker on Linux: LAB_USER=$(id -u):$(id -g) docker compose up)"
             ) from error
         self.final: Path | None = None

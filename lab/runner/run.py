@@ -134,6 +134,8 @@ class Output:
 
 
 def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -> RunReport:
+    if output.junit is not None:
+        _check_writable(Path(output.junit), "--junit")
     scenarios = load_scenarios(scenario_paths)
     explicit = bool(scenario_paths)
     grade.items = _gradable_items(grade.items, scenarios, explicit)
@@ -141,6 +143,8 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
     environment = preflight.environment()
     plans = {kind: _scenarios_for([i for i in grade.items if kind in i.kinds], scenarios, explicit)
              for kind in grade.programs}
+    for name in dict.fromkeys(name for names in plans.values() for name in names):
+        preflight.check_nofile(environment, scenarios[name])
     warnings = _limit_warnings(environment, plans, scenarios)
     progress = output.progress
     if progress is not None:
@@ -173,7 +177,11 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
         run_dir.write("scorecard.md", scorecard_markdown(report))
         report.run_dir = run_dir.commit()
     if output.junit is not None:
-        _write_atomically(Path(output.junit), junit_xml(report))
+        try:
+            _write_atomically(Path(output.junit), junit_xml(report))
+        except OSError as error:  # checked before the run, but the disk may fill up meanwhile
+            raise UsageError(f"the results are in {report.run_dir}, but --junit {output.junit} "
+                             f"could not be written: {error.strerror}") from error
     return report
 
 
@@ -261,8 +269,38 @@ def _result(item: Item, observations: dict[str, dict], strict: bool = False) -> 
     return missing_program(item, "signal" if missing == "graceful" else missing)
 
 
+def _check_writable(path: Path, option: str) -> None:
+    """Before anything runs: a file written at the end of the run can be written, so a long
+    run never ends in an error after its results were written. Tried for real (create and
+    remove the temporary file ``_write_atomically`` would use), since a permission check
+    tells nothing to root."""
+    if "\0" in str(path):
+        raise UsageError(f"{option} {str(path)!r}: not a file name (it holds a NUL byte)")
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'junit.xml'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # _write_atomically creates the missing folders
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: {folder} is not a folder")
+    if folder != path.parent:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"{option} {path}: cannot create folders in {folder} (permission denied)")
+        return
+    trial = _partial_name(path)
+    try:
+        trial.open("x").close()
+        trial.unlink()
+    except OSError as error:
+        raise UsageError(f"{option} {path}: cannot write there: {error.strerror}; pick another path") from None
+
+
+def _partial_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial = _partial_name(path)
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)

@@ -15,6 +15,7 @@ Nothing here does I/O except ``load_scenario`` reading the file.
 from __future__ import annotations
 
 import signal
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,12 @@ def _name(value: object) -> str:
     return value
 
 
+MAX_COUNT = 1 << 20  # the kernel's default ceiling on open files (fs.nr_open): more is a typo
+
+
 def _count(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"expected a whole number >= 1, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT:
+        raise ValueError(f"expected a whole number from 1 to {MAX_COUNT}, got {value!r}")
     return value
 
 
@@ -46,6 +50,25 @@ def _text(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a non-empty string, got {value!r}")
     return value
+
+
+MESSAGE_FIELDS = {"i": "the client's number", "r": "the round"}
+
+
+def _message(value: object) -> str:
+    """A text sent as is, except ``{i}`` and ``{r}``; checked here so that sending it later
+    (``str.format``) cannot fail or blow up (``{i:>999999999}``)."""
+    text = _text(value)
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
+                  if name is not None]
+    except ValueError as error:
+        raise ValueError(f"{error} in {text!r}; write {{{{ and }}}} for literal braces") from None
+    for name, spec, conversion in fields:
+        if name not in MESSAGE_FIELDS or spec or conversion:
+            known = ", ".join(f"{{{key}}} ({meaning})" for key, meaning in MESSAGE_FIELDS.items())
+            raise ValueError(f"only {known} may stand in braces, got {text!r}; write {{{{ and }}}} for literal braces")
+    return text
 
 
 def _size(value: object) -> int:
@@ -74,7 +97,7 @@ def _signal(value: object) -> str:
 CLOSE_HOWS = ("close", "reset", "half")
 
 TYPES = {
-    "name": _name, "group": _name, "count": _count, "text": _text, "size": _size,
+    "name": _name, "group": _name, "count": _count, "text": _text, "message": _message, "size": _size,
     "duration": _duration, "how": _how, "signal": _signal,
 }  # fmt: skip
 
@@ -106,7 +129,7 @@ ACTIONS: dict[str, Action] = {
         "each client of GROUP sends MESSAGE (with {i} = client, {r} = round) or SIZE random "
         "bytes in one write and waits for the same bytes back, ROUNDS times",
         {"group": "group"},
-        {"message": ("text", None), "size": ("size", None), "rounds": ("count", 1),
+        {"message": ("message", None), "size": ("size", None), "rounds": ("count", 1),
          "timeout": ("duration", 10.0), **SAVE},
         one_of=("message", "size"),
     ),
@@ -120,7 +143,7 @@ ACTIONS: dict[str, Action] = {
     "send": Action(
         "each client of GROUP sends MESSAGE or up to SIZE bytes without reading, for at most TIMEOUT",
         {"group": "group"},
-        {"message": ("text", None), "size": ("size", None), "timeout": ("duration", 1.0), **SAVE},
+        {"message": ("message", None), "size": ("size", None), "timeout": ("duration", 1.0), **SAVE},
         one_of=("message", "size"),
     ),
     "finish": Action(
@@ -209,6 +232,11 @@ def parse_scenario(text: str, path: str) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{path}: not valid TOML: {error}") from None
+    return scenario_from_data(data, path)
+
+
+def scenario_from_data(data: dict, path: str) -> Scenario:
+    """Validate a scenario file's parsed TOML (any tables, arrays and values TOML can hold)."""
     for key in data:
         if key not in TOP_LEVEL:
             raise ScenarioError(f"{path}: unknown top-level field {key!r}; known: {', '.join(TOP_LEVEL)}")
@@ -227,6 +255,10 @@ def load_scenario(path: Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ScenarioError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {error.start}): is it a scenario file?") from None
+    except ValueError:  # a NUL byte in the path
+        raise ScenarioError(f"{path!r}: not a file name (it holds a NUL byte)") from None
     return parse_scenario(text, str(path))
 
 
@@ -242,7 +274,7 @@ def _convert(where: str, name: str, value: object, kind: str):
 def _parse_step(path: str, index: int, raw: dict) -> Step:
     action_name = raw.get("action")
     where = f"{path}: step {index}"
-    if action_name not in ACTIONS:
+    if not isinstance(action_name, str) or action_name not in ACTIONS:
         raise ScenarioError(f"{where}: field 'action': expected one of {', '.join(ACTIONS)}, got {action_name!r}")
     action = ACTIONS[action_name]
     where = f"{where} ({action_name})"
@@ -263,8 +295,9 @@ def _parse_step(path: str, index: int, raw: dict) -> Step:
 
 
 def _check_references(path: str, steps: tuple[Step, ...]) -> None:
-    """Groups exist before use, saves are unique, a settle's baseline is an earlier probe."""
-    groups: set[str] = set()
+    """Groups exist before use and are made once, saves are unique, a settle's baseline is an
+    earlier probe."""
+    groups: dict[str, int] = {}  # group -> the step that made it
     saves: set[str] = set()
     probes: set[str] = set()
     for step in steps:
@@ -274,9 +307,16 @@ def _check_references(path: str, steps: tuple[Step, ...]) -> None:
             if group is None:
                 continue
             if step.action == "connect":
-                groups.add(group)  # type: ignore[arg-type]
+                if group in groups:
+                    raise ScenarioError(
+                        f"{where}: field 'group': group {group!r} was already made by step {groups[group]} "
+                        "(connect); a connect makes a new group, so give it another name"
+                    )
+                groups[group] = step.index  # type: ignore[index]
             elif group not in groups:
                 raise ScenarioError(f"{where}: field {name!r}: no earlier connect step made group {group!r}")
+        if step.action == "watch" and step.params["idle"] == step.params["active"]:
+            raise ScenarioError(f"{where}: fields 'idle' and 'active' must be two different groups")
         if step.action == "settle" and step.params["baseline"] not in probes:
             baseline = step.params["baseline"]
             raise ScenarioError(f"{where}: field 'baseline': {baseline!r} is not an earlier probe's save")

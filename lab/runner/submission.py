@@ -24,14 +24,14 @@ A submission is a TOML file; relative paths and commands run from the folder it 
     report = "PERFORMANCE.md"   # must hold a results table (default PERFORMANCE.md)
     timeout = "120s"
 
-Every program may also set ``port = 8080`` when it cannot take ``{port}``. A program left
+Every program may also set ``port = 8080`` when it cannot take ``{port}``, and
+``ready_timeout = "30s"`` when it needs longer than 15 s to start listening. A program left
 out scores 0 on its items, with that reason. Without a file, ``reference()`` is our own
 submission: the five reference servers and ``lab bench``.
 """
 
 from __future__ import annotations
 
-import shlex
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -39,13 +39,13 @@ from pathlib import Path
 
 from lab.errors import UsageError
 from lab.runner.checklist import KINDS
-from lab.runner.program import Program
+from lab.runner.program import Program, split_command
 from lab.units import parse_duration
 
 # Section name in the file -> server kind (the assignment calls the graceful one signal_epoll).
 PROGRAM_SECTIONS = {"level": "level", "edge": "edge", "oneshot": "oneshot", "timeout": "timeout",
                     "signal": "graceful"}
-SERVER_FIELDS = {"cmd", "port", "idle_timeout", "tick", "drain_timeout"}
+SERVER_FIELDS = {"cmd", "port", "idle_timeout", "tick", "drain_timeout", "ready_timeout"}
 BENCHMARK_FIELDS = {"cmd", "server", "connections", "requests", "report", "timeout"}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,6 +91,11 @@ def parse_submission(text: str, path: Path) -> Submission:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SubmissionError(f"{path}: not valid TOML: {error}") from None
+    return submission_from_data(data, path)
+
+
+def submission_from_data(data: dict, path: Path) -> Submission:
+    """Check a submission file's parsed TOML (any tables, arrays and values TOML can hold)."""
     base = path.resolve().parent
     known = {"name", *PROGRAM_SECTIONS, "benchmark"}
     for key in data:
@@ -103,7 +108,7 @@ def parse_submission(text: str, path: Path) -> Submission:
     benchmark = _benchmark(path, data["benchmark"], base) if "benchmark" in data else None
     if not programs and benchmark is None:
         raise SubmissionError(f"{path}: names no program; add [level], [edge], ... sections with cmd = '...'")
-    return Submission(str(data.get("name", path.stem)), programs, benchmark)
+    return Submission(_name(path, data.get("name", path.stem)), programs, benchmark)
 
 
 def load_submission(path: Path) -> Submission:
@@ -111,7 +116,21 @@ def load_submission(path: Path) -> Submission:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SubmissionError(f"{path}: cannot read the submission: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise SubmissionError(f"{path}: not UTF-8 text (byte {error.start}): is it a submission file?") from None
+    except ValueError:  # a NUL byte in the path
+        raise SubmissionError(f"{str(path)!r}: not a file name (it holds a NUL byte)") from None
     return parse_submission(text, path)
+
+
+MAX_NAME = 100  # it becomes part of the results folder's name
+
+
+def _name(path: Path, value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+        raise SubmissionError(f"{path}: field 'name': expected a non-empty string of at most {MAX_NAME} "
+                              f"characters (the student's name), got {value!r}")
+    return value
 
 
 def _table(path: Path, section: str, value: object, fields: set[str]) -> dict:
@@ -135,6 +154,13 @@ def _seconds(path: Path, section: str, table: dict, name: str) -> float | None:
         raise SubmissionError(f"{path}: [{section}] field {name!r}: {error}") from None
 
 
+def _text(path: Path, section: str, table: dict, name: str, default: str) -> str:
+    value = table.get(name, default)
+    if not isinstance(value, str) or not value.strip():
+        raise SubmissionError(f"{path}: [{section}] field {name!r}: expected a non-empty string, got {value!r}")
+    return value
+
+
 def _whole(path: Path, section: str, table: dict, name: str, default: int) -> int:
     value = table.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -148,9 +174,11 @@ def _server(path: Path, section: str, kind: str, value: object, base: Path) -> P
     idle_timeout = _seconds(path, section, table, "idle_timeout")
     tick = _seconds(path, section, table, "tick")
     drain_timeout = _seconds(path, section, table, "drain_timeout")
+    ready_timeout = _seconds(path, section, table, "ready_timeout")
     try:
         return Program.command(table["cmd"], kind=kind, name=section, port=port, cwd=base,
-                              idle_timeout=idle_timeout, tick=tick, drain_timeout=drain_timeout)
+                              idle_timeout=idle_timeout, tick=tick, drain_timeout=drain_timeout,
+                              ready_timeout=ready_timeout)
     except UsageError as error:
         raise SubmissionError(f"{path}: [{section}]: {error}") from None
 
@@ -158,17 +186,21 @@ def _server(path: Path, section: str, kind: str, value: object, base: Path) -> P
 def _benchmark(path: Path, value: object, base: Path) -> BenchmarkSpec:
     table = _table(path, "benchmark", value, BENCHMARK_FIELDS)
     server = table.get("server", "edge")
-    server_kind = PROGRAM_SECTIONS.get(server)
+    server_kind = PROGRAM_SECTIONS.get(server) if isinstance(server, str) else None
     if server_kind is None:
         known = ", ".join(PROGRAM_SECTIONS)
         raise SubmissionError(f"{path}: [benchmark] field 'server': one of {known}, got {server!r}")
     timeout = _seconds(path, "benchmark", table, "timeout")
+    try:
+        argv = split_command(table["cmd"])
+    except UsageError as error:
+        raise SubmissionError(f"{path}: [benchmark] field 'cmd': {error}") from None
     return BenchmarkSpec(
-        argv=tuple(shlex.split(table["cmd"])),
+        argv=argv,
         server=server_kind,
         connections=_whole(path, "benchmark", table, "connections", 100),
         requests=_whole(path, "benchmark", table, "requests", 100),
-        report=base / table.get("report", "PERFORMANCE.md"),
+        report=base / _text(path, "benchmark", table, "report", "PERFORMANCE.md"),
         timeout=timeout if timeout is not None else 120.0,
         cwd=str(base),
     )

@@ -22,14 +22,41 @@ def _argument_type(parse):
     return convert
 
 
+def _host(text: str) -> str:
+    """An address or host name to bind; ``[::1]`` is taken as ``::1``."""
+    if not text.isprintable() or len(text) > 253:  # 253: the longest DNS name
+        raise argparse.ArgumentTypeError(f"expected an address such as 127.0.0.1 or ::1, got {text!r}")
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+
+def _file(text: str) -> Path:
+    if "\0" in text or not text:
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+    return Path(text)
+
+
+def _more_than_zero(convert):
+    """A duration type that also refuses 0: a timer period or an idle timeout of 0 would
+    disarm the timerfd (timerfd_settime(2): a zero it_value disarms it)."""
+
+    def positive(text: str) -> float:
+        seconds = convert(text)
+        if seconds <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+        return seconds
+
+    positive.__name__ = convert.__name__
+    return positive
+
+
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, got {text!r}")
     return int(text)
 
 
 def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(text)
 
@@ -43,21 +70,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run one reference epoll echo server until SIGINT or SIGTERM.",
     )
     parser.add_argument("kind", choices=KINDS, help="which server")
-    parser.add_argument("--host", default=defaults.host, help="address to bind (default %(default)s)")
+    parser.add_argument("--host", type=_host, default=defaults.host, help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=_port, default=defaults.port,
                         help="port to bind; 0 picks a free one (default %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="log every event (costs speed)")
     parser.add_argument("--max-buffer", type=size, default=defaults.max_buffer,
                         help="per-connection output cap; reading pauses when reached (default 1MiB)")
-    parser.add_argument("--stats-file", type=Path,
+    parser.add_argument("--stats-file", type=_file,
                         help="write the counters here (on exit and SIGUSR1) instead of stderr")
     parser.add_argument("--backlog", type=_positive_int, default=defaults.backlog,
                         help="listen() backlog (default %(default)s)")
     parser.add_argument("--threads", type=_positive_int, default=defaults.threads,
                         help="oneshot: worker threads (default %(default)s)")
-    parser.add_argument("--tick", type=duration, default=defaults.tick,
+    parser.add_argument("--tick", type=_more_than_zero(duration), default=defaults.tick,
                         help="timeout: timerfd period (default 1s)")
-    parser.add_argument("--idle-timeout", type=duration, default=defaults.idle_timeout,
+    parser.add_argument("--idle-timeout", type=_more_than_zero(duration), default=defaults.idle_timeout,
                         help="timeout: close connections idle this long (default 5s)")
     parser.add_argument("--drain-timeout", type=duration, default=defaults.drain_timeout,
                         help="graceful: longest wait for pending output after a signal (default 10s)")
@@ -65,8 +92,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    if args.tick <= 0 or args.idle_timeout <= 0:
-        raise UsageError("--tick and --idle-timeout must be greater than 0")
     if args.max_buffer < 1:
         raise UsageError("--max-buffer must be at least 1 byte")
     options = ServerOptions(

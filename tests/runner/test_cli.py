@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +189,78 @@ def test_a_submission_program_that_never_listens_scores_zero_with_the_reason(cap
     items = json.loads((run_dir / "results.json").read_text())["items"]
     assert len(items) == 5 and not any(item["passed"] for item in items)
     assert all("exited with status 4 before listening" in item["evidence"] for item in items)
+
+
+def _unwritable_junit(tmp_path, where: str):
+    if where == "folder":
+        return tmp_path
+    (tmp_path / "a-file").write_text("")
+    return tmp_path / "a-file" / "junit.xml"
+
+
+@pytest.mark.parametrize("command", [["run", "--target", "edge", "--only", "edge.drains"], ["grade", "--only", "edge.drains"]])
+@pytest.mark.parametrize(("where", "message"), [("folder", "is a folder; give a file name"),
+                                                ("under-a-file", "a-file is not a folder")])
+def test_an_unwritable_junit_path_is_refused_before_anything_runs(capsys, tmp_path, command, where, message):
+    junit = _unwritable_junit(tmp_path, where)
+    results = tmp_path / "results"
+    status, _, err = run_lab(capsys, *command, "--junit", str(junit), "--results", str(results))
+    assert status == 2
+    assert f"--junit {junit}: " in err and message in err and "Traceback" not in err
+    assert not results.exists()  # refused before the run, not after its results were written
+
+
+def test_a_scenario_nofile_above_the_hard_limit_is_refused_before_anything_runs(capsys, tmp_path):
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard >= 1 << 20:
+        pytest.skip("no hard RLIMIT_NOFILE below the scenario's largest nofile")
+    scenario = tmp_path / "many-fds.toml"
+    scenario.write_text(f'description = "d"\nnofile = {hard + 1}\n[[steps]]\naction = "probe"\nsave = "p"\n')
+    results = tmp_path / "results"
+    status, _, err = run_lab(capsys, "run", str(scenario), "--target", "level", "--results", str(results))
+    assert status == 2
+    assert f"{scenario}: field 'nofile': {hard + 1} is above" in err and "ulimit -Hn" in err
+    assert not results.exists()
+
+
+def test_ready_timeout_bounds_how_long_a_program_may_take_to_listen(capsys, tmp_path):
+    silent = f"{sys.executable} -c 'import time; time.sleep(60)' {{port}}"
+    status, _, err = run_lab(capsys, "run", "--cmd", silent, "--as", "edge", "--only", "edge.drains",
+                             "--ready-timeout", "500ms", "--results", str(tmp_path))
+    assert status == 2
+    assert "did not listen on 127.0.0.1:" in err and "within 0.5 s" in err
+
+
+@pytest.mark.parametrize(("value", "message"), [("0s", "the ready timeout must be longer than 0 s"),
+                                                ("nan", "expected a duration"), ("2d", "expected a duration")])
+def test_a_bad_ready_timeout_is_a_message_and_exit_2(capsys, tmp_path, value, message):
+    try:
+        status, _, err = run_lab(capsys, "run", "--target", "edge", "--ready-timeout", value, "--results", str(tmp_path))
+    except SystemExit as exit_:  # argparse refuses what parse_duration cannot read
+        status, err = exit_.code, capsys.readouterr().err
+    assert status == 2 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+IPV6_ONLY_ECHO = Path(__file__).with_name("ipv6_only_echo.py")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        # Prints nothing: the address comes from /proc/net/tcp6.
+        f"{sys.executable} {IPV6_ONLY_ECHO} {{port}}",
+        # Announces "listening on ::1:PORT".
+        f"{sys.executable} -m lab serve level --host ::1 --port {{port}}",
+    ],
+    ids=["silent", "announced"],
+)
+def test_a_server_listening_on_ipv6_loopback_only_is_graded(capsys, tmp_path, ipv6_loopback, command):
+    status, out, err = run_lab(capsys, "run", "--cmd", command, "--as", "level", "--only", "level.echoes",
+                               "--results", str(tmp_path / "results"))
+    assert status == 0, out + err
+    (run_dir,) = (tmp_path / "results").iterdir()
+    (item,) = json.loads((run_dir / "results.json").read_text())["items"]
+    assert item["passed"], item

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.runner.preflight import check_limits, environment
+from lab.runner.preflight import check_limits, check_nofile, environment
+from lab.runner.scenario import ScenarioError, parse_scenario
 
 ROOMY = {"nofile_soft": 20000, "nofile_hard": 20000, "somaxconn": 4096, "local_port_range": [32768, 60999]}
 
@@ -32,3 +33,29 @@ def test_a_scenario_beyond_the_limits_warns(changes, words):
     warnings = check_limits({**ROOMY, **changes}, 1000, "burst-connects")
     assert len(warnings) == 1
     assert warnings[0].startswith("burst-connects") and words in warnings[0]
+
+
+def _scenario(nofile: int | None):
+    text = (f"nofile = {nofile}\n" if nofile else "") + 'description = "d"\n[[steps]]\naction = "probe"\nsave = "p"\n'
+    return parse_scenario(text, "fds.toml")
+
+
+@pytest.mark.parametrize(
+    ("nofile", "env", "refused"),
+    [
+        (None, ROOMY, False),
+        (64, ROOMY, False),
+        (20000, ROOMY, False),
+        (20001, ROOMY, True),
+        (30000, {**ROOMY, "nofile_hard": -1, "nr_open": 1048576}, False),  # RLIM_INFINITY
+        (600000, {**ROOMY, "nofile_hard": -1, "nr_open": 524288}, True),
+    ],
+)
+def test_a_nofile_the_target_cannot_be_given_is_refused_up_front(nofile, env, refused):
+    if not refused:
+        check_nofile(env, _scenario(nofile))
+        return
+    with pytest.raises(ScenarioError) as caught:
+        check_nofile(env, _scenario(nofile))
+    assert str(caught.value).startswith(f"fds.toml: field 'nofile': {nofile} is above")
+    assert "raise the hard limit" in str(caught.value)

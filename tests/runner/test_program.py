@@ -28,6 +28,12 @@ def test_a_fixed_port_needs_no_placeholder():
         ("./srv", {"kind": "edge"}, "has no {port}"),
         ("./srv {port}", {"kind": "turbo"}, "unknown server kind 'turbo'"),
         ("./srv", {"kind": "edge", "port": 70000}, "--port must be from 1 to 65535"),
+        ("./srv '{port}", {"kind": "edge"}, "cannot split the command \"./srv '{port}\" into words: No closing"),
+        ("./srv {port} \\", {"kind": "edge"}, "No escaped character"),
+        (["./srv\0", "{port}"], {"kind": "edge"}, "holds a NUL byte"),
+        ("./srv {port}", {"kind": "edge", "ready_timeout": 0.0}, "the ready timeout must be longer than 0 s"),
+        ("./srv {port}", {"kind": "timeout", "idle_timeout": 0.0}, "the idle timeout must be longer than 0 s"),
+        ("./srv {port}", {"kind": "timeout", "tick": 0.0}, "the tick must be longer than 0 s"),
     ],
 )
 def test_bad_targets_are_usage_errors(command, options, message):
@@ -43,3 +49,11 @@ def test_builtin_targets_run_our_servers_on_port_0_with_short_timers():
     assert (timeout.idle_timeout, timeout.tick) == (1.0, 0.25)
     assert "--idle-timeout" in timeout.argv
     assert Program.builtin("graceful").drain_timeout == 5.0
+
+
+def test_the_ready_timeout_is_settable_for_any_program():
+    assert Program.command("./srv {port}", kind="edge").ready_timeout == 15.0
+    assert Program.command("./srv {port}", kind="edge", ready_timeout=30.0).ready_timeout == 30.0
+    assert Program.builtin("edge").with_ready_timeout(40.0).ready_timeout == 40.0
+    with pytest.raises(UsageError, match="longer than 0 s"):
+        Program.builtin("edge").with_ready_timeout(0.0)

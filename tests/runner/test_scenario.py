@@ -57,7 +57,7 @@ GOOD_STEP = '[[steps]]\naction = "connect"\ngroup = "g"\nclients = 2\n'
         ('description = "d"\n[[steps]]\naction = "connect"\ngroup = "g"\n',
          "broken.toml: step 1 (connect): missing field 'clients'"),
         ('description = "d"\n[[steps]]\naction = "connect"\ngroup = "g"\nclients = 0\n',
-         "broken.toml: step 1 (connect): field 'clients': expected a whole number >= 1, got 0"),
+         "broken.toml: step 1 (connect): field 'clients': expected a whole number from 1 to 1048576, got 0"),
         ('description = "d"\n' + GOOD_STEP + '[[steps]]\naction = "stream"\ngroup = "g"\nsize = -5\n',
          "broken.toml: step 2 (stream): field 'size': a size cannot be negative"),
         ('description = "d"\n' + GOOD_STEP + '[[steps]]\naction = "stream"\ngroup = "g"\nsize = "10 parsecs"\n',
@@ -90,3 +90,72 @@ def test_a_broken_scenario_names_file_step_and_field(text, message):
 def test_every_action_documents_itself():
     for name, action in ACTIONS.items():
         assert action.summary, name
+
+
+def _steps(*steps: str) -> str:
+    return 'description = "d"\n' + "".join(f"[[steps]]\n{step}\n" for step in steps)
+
+
+CONNECT = 'action = "connect"\ngroup = "g"\nclients = 2'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # A TOML value of the wrong type, anywhere, is a ScenarioError, never a TypeError.
+        (_steps('action = ["probe"]'),
+         "broken.toml: step 1: field 'action': expected one of probe, connect"),
+        (_steps('action = {name = "probe"}'), "broken.toml: step 1: field 'action': expected one of"),
+        (_steps('action = 1979-05-27'), "broken.toml: step 1: field 'action': expected one of"),
+        ('description = ["d"]\n' + _steps(CONNECT).split("\n", 1)[1], "field 'description': expected a non-empty string"),
+        ("nofile = 64.0\n" + _steps(CONNECT), "field 'nofile': expected a whole number from 1 to 1048576, got 64.0"),
+        (_steps(CONNECT.replace("2", "[2]")), "step 1 (connect): field 'clients': expected a whole number"),
+        (_steps(CONNECT.replace('"g"', "{a = 1}")), "step 1 (connect): field 'group': expected a name"),
+        (_steps(CONNECT, 'action = "stream"\ngroup = "g"\nsize = 1.5'),
+         "step 2 (stream): field 'size': expected a size such as '64KiB', got 1.5"),
+        (_steps(CONNECT, 'action = "close"\ngroup = "g"\nhow = ["reset"]'),
+         "step 2 (close): field 'how': expected one of close, reset, half, got ['reset']"),
+        (_steps(CONNECT, 'action = "stream"\ngroup = "g"\nsize = 1\nsignal = 15\nsignal_after = 1'),
+         "step 2 (stream): field 'signal': expected a signal name"),
+        (_steps('action = "idle"\nduration = 00:00:05'), "step 1 (idle): field 'duration': expected a duration"),
+        # NaN and infinity would make the idle, settle and exit steps wait for ever.
+        (_steps('action = "idle"\nduration = nan'), "step 1 (idle): field 'duration': a duration must be a finite number"),
+        (_steps('action = "idle"\nduration = inf'), "step 1 (idle): field 'duration': a duration must be a finite number"),
+        (_steps('action = "probe"\nsave = "p"', 'action = "settle"\nbaseline = "p"\nsave = "q"\ntimeout = -inf'),
+         "step 2 (settle): field 'timeout': a duration must be a finite number"),
+        (_steps('action = "exit"\nsave = "e"\ntimeout = "1e9s"'), "step 1 (exit): field 'timeout': expected a duration"),
+        (_steps('action = "exit"\nsave = "e"\ntimeout = 1e9'), "step 1 (exit): field 'timeout': a duration above a day"),
+        # A second connect to a group would silently drop the first one's clients.
+        (_steps(CONNECT, CONNECT),
+         "broken.toml: step 2 (connect): field 'group': group 'g' was already made by step 1 (connect)"),
+        (_steps(CONNECT, 'action = "connect"\ngroup = "h"\nclients = 1', 'action = "close"\ngroup = "g"', CONNECT),
+         "step 4 (connect): field 'group': group 'g' was already made by step 1"),
+        (_steps(CONNECT, 'action = "watch"\nidle = "g"\nactive = "g"\nsave = "w"'),
+         "step 2 (watch): fields 'idle' and 'active' must be two different groups"),
+        # A message is sent through str.format: only {i} and {r}, nothing that could fail later.
+        (_steps(CONNECT, 'action = "echo"\ngroup = "g"\nmessage = "hi {name}"'),
+         "step 2 (echo): field 'message': only {i} (the client's number), {r} (the round) may stand in braces"),
+        (_steps(CONNECT, 'action = "send"\ngroup = "g"\nmessage = "{i:>999999999}"'),
+         "step 2 (send): field 'message': only {i}"),
+        (_steps(CONNECT, 'action = "echo"\ngroup = "g"\nmessage = "{"'),
+         "step 2 (echo): field 'message': Single '{' encountered in format string"),
+        (_steps(CONNECT, 'action = "echo"\ngroup = "g"\nmessage = "{0}"'), "step 2 (echo): field 'message': only {i}"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and "toml" not in value and "\n" not in value else None,
+)
+def test_a_mistyped_or_reused_field_names_file_step_field_and_what_it_expects(text, message):
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, "broken.toml")
+    assert message in str(caught.value)
+
+
+def test_a_message_may_use_its_fields_and_literal_braces():
+    scenario = parse_scenario(_steps(CONNECT, 'action = "echo"\ngroup = "g"\nmessage = "{{json}} {i}/{r}\\n"'), "x.toml")
+    assert scenario.steps[1].params["message"].format(i=1, r=2) == "{json} 1/2\n"
+
+
+def test_a_scenario_file_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b'description = "\xff"\n')
+    with pytest.raises(ScenarioError, match="binary.toml: not UTF-8 text"):
+        load_scenario(path)

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from lab import probes
 from lab.cli import main
 from lab.servers import KINDS
 
@@ -45,6 +46,12 @@ def exit_status(argv: list[str]) -> int:
     (["serve", "edge", "--max-buffer", "0"], "--max-buffer must be at least 1 byte"),
     (["serve", "timeout", "--tick", "soon"], "expected a duration such as '500ms'"),
     (["serve", "timeout", "--idle-timeout", "0s"], "must be greater than 0"),
+    (["serve", "timeout", "--tick", "0"], "argument --tick: must be greater than 0, got '0'"),
+    (["serve", "timeout", "--tick", "0.0000000001"], "a duration must be 0 or at least 1 ns"),  # would disarm the timer
+    (["serve", "timeout", "--tick", "99999999999999999999"], "a duration above a day"),
+    (["serve", "graceful", "--drain-timeout", "1e9"], "expected a duration"),
+    (["serve", "level", "--host", "local\0host"], "expected an address such as 127.0.0.1 or ::1"),
+    (["serve", "level", "--port", "\u0663"], "a port is a number from 0 to 65535"),
     (["serve", "oneshot", "--threads", "0"], "expected a whole number >= 1"),
     (["serve"], "the following arguments are required: kind"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
@@ -76,3 +83,10 @@ def test_python_dash_m_lab_reports_misuse_without_a_traceback():
     assert "invalid choice: 'nope'" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_a_tick_just_under_a_second_arms_the_timer(serve):
+    """0.9999999999 s once made timerfd_settime fail with EINVAL (a tv_nsec of 10**9)."""
+    server = serve("timeout", "--tick", "0.9999999999", "--idle-timeout", "5s")
+    (timer,) = probes.fds_of_kind(server.pid, probes.TIMERFD)
+    assert probes.timerfd_info(server.pid, timer.fd).interval == pytest.approx(1.0)
