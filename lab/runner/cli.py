@@ -45,8 +45,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _repeat(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a number of runs from 1 up, got {text!r}")
+    from lab.runner.run import MAX_REPEAT
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_REPEAT:
+        raise argparse.ArgumentTypeError(f"a number of runs from 1 to {MAX_REPEAT}, got {text!r}")
     return int(text)
 
 

@@ -35,6 +35,7 @@ from lab.process import StartError
 
 SCENARIOS_DIR = REPO_ROOT / "scenarios"
 DEFAULT_RESULTS = Path("results")
+MAX_REPEAT = 100  # a full grade takes half a minute: 100 rounds is most of an hour
 
 
 def load_scenarios(paths: Sequence[str | Path] = ()) -> dict[str, Scenario]:
@@ -121,8 +122,8 @@ class Grade:
 
 
 def _repeat(repeat: int) -> int:
-    if not isinstance(repeat, int) or repeat < 1:
-        raise UsageError(f"--repeat must be a whole number >= 1, got {repeat!r}")
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= MAX_REPEAT:
+        raise UsageError(f"--repeat must be a whole number from 1 to {MAX_REPEAT}, got {repeat!r}")
     return repeat
 
 

@@ -98,12 +98,13 @@ def test_run_one_item_against_a_reference_server(capsys, tmp_path):
     assert ET.parse(junit).getroot().find("testsuite").get("tests") == "1"
 
 
-@pytest.mark.parametrize("argv", [["run", "--target", "edge", "--repeat", "0"], ["grade", "--repeat", "x"]])
+@pytest.mark.parametrize("argv", [["run", "--target", "edge", "--repeat", "0"], ["grade", "--repeat", "x"],
+                                  ["grade", "--repeat", "101"]])
 def test_a_bad_repeat_count_is_an_argparse_error(capsys, argv):
     with pytest.raises(SystemExit) as exited:
         run_lab(capsys, *argv)
     assert exited.value.code == 2
-    assert "a number of runs from 1 up" in capsys.readouterr().err
+    assert "a number of runs from 1 to 100" in capsys.readouterr().err
 
 
 def test_repeat_grades_n_times_and_strict_is_accepted(capsys, tmp_path):
