@@ -45,7 +45,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _repeat(text: str) -> int:
-    from lab.runner.run import MAX_REPEAT
+    from lab.runner.stability import MAX_REPEAT
 
     if not text.isdigit() or not 1 <= int(text) <= MAX_REPEAT:
         raise argparse.ArgumentTypeError(f"a number of runs from 1 to {MAX_REPEAT}, got {text!r}")

@@ -27,6 +27,7 @@ from lab.runner.execute import run_scenario
 from lab.runner.grading import ItemResult, combine, grade_item, missing_program
 from lab.runner.progress import Progress
 from lab.runner import diagnosis, stability
+from lab.runner.stability import MAX_REPEAT
 from lab.runner.report import RunDirectory, RunReport, junit_xml, results_json, scorecard_markdown
 from lab.runner.scenario import Scenario, check_needs, load_scenario
 from lab.runner.submission import REPO_ROOT, BenchmarkSpec, Submission
@@ -35,7 +36,6 @@ from lab.process import StartError
 
 SCENARIOS_DIR = REPO_ROOT / "scenarios"
 DEFAULT_RESULTS = Path("results")
-MAX_REPEAT = 100  # a full grade takes half a minute: 100 rounds is most of an hour
 
 
 def load_scenarios(paths: Sequence[str | Path] = ()) -> dict[str, Scenario]:
