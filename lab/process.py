@@ -44,9 +44,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab import probes
+from lab import cgroup, probes
 from lab.capture import CappedCapture
 from lab.errors import STATUS_UNKNOWN, UsageError, describe_exit
+from lab.units import format_size
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
 POLL_INTERVAL = 0.02
@@ -123,6 +124,7 @@ class ServerProcess:
         self._captures: dict[str, CappedCapture] = {}
         self._listeners_before: set[int] = set()
         self._started_at = 0.0
+        self._limits_at_start = cgroup.CgroupCounters()
 
     # -- life cycle --------------------------------------------------------------------
     def start(self) -> ServerProcess:
@@ -143,6 +145,7 @@ class ServerProcess:
             if nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
+        self._limits_at_start = cgroup.read_counters()
         env = dict(os.environ if self.env is None else self.env)
         env[TOKEN_VARIABLE] = self.token
         # stdbuf works by LD_PRELOAD, and AddressSanitizer refuses to start unless its runtime
@@ -209,18 +212,22 @@ class ServerProcess:
             # for one scan: only a second empty scan in a row means the whole tree is gone.
             if self.process.poll() is not None and not self.tree_pids():
                 if gone_once:
+                    cause = self.exit_cause()
                     raise StartError(
-                        f"{self.command!r} {describe_exit(self.process.returncode)} before "
-                        f"listening{self._foreign_listener()}{self._stderr_tail()}"
+                        f"{self.command!r} {describe_exit(self.process.returncode)}"
+                        f"{f' ({cause})' if cause else ''} before listening"
+                        f"{self._foreign_listener()}{self._stderr_tail()}"
                     )
                 gone_once = True
             else:
                 gone_once = False
             if time.monotonic() > deadline:
                 where = f"on {self.host}:{self.port}" if self.port else "(no 'listening on HOST:PORT' line)"
+                cause = self.exit_cause()
                 raise StartError(
-                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s; "
-                    f"check that it binds the port it is given{self._foreign_listener()}{self._stderr_tail()}"
+                    f"{self.command!r} did not listen {where} within {self.ready_timeout:g} s"
+                    f"{f' ({cause})' if cause else ''}; check that it binds the port it is given"
+                    f"{self._foreign_listener()}{self._stderr_tail()}"
                 )
             if self.process.returncode is not None:  # a daemon's launcher exited: wait for it
                 time.sleep(POLL_INTERVAL)
@@ -229,6 +236,16 @@ class ServerProcess:
                 self.process.wait(timeout=POLL_INTERVAL)
             except subprocess.TimeoutExpired:
                 pass
+
+    def exit_cause(self) -> str | None:
+        """What a limit of the cgroup (a sandbox's memory or pids limit) did to the program
+        since it started, in words ("killed: out of memory (limit 1 GiB)"), or None."""
+        assert self.process is not None
+        returncode = self.poll()  # the server's, which may not be the process started
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # what the program inherited
+        if returncode == -signal.SIGXFSZ and limit != resource.RLIM_INFINITY:
+            return f"killed: it wrote a file past the file size limit ({format_size(limit)})"
+        return cgroup.kill_cause(self._limits_at_start, cgroup.read_counters(), returncode)
 
     def send_signal(self, signum: int) -> None:
         """Signal the server (the listener's owner), not its launcher."""

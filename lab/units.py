@@ -77,3 +77,11 @@ def _number_with_unit(text: str, units: dict, example: str) -> Fraction:
     if len(number) > _MAX_DIGITS:
         raise ValueError(f"expected {example}, got a number of {len(number)} digits: {text[:40]!r}...")
     return Fraction(number) * units[match.group(2).lower()]
+
+
+def format_size(size: int) -> str:
+    """``1 GiB``, ``512 MiB``, ``1.5 GiB``: the largest binary unit that keeps the number >= 1."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.4g} {unit}"
+    return f"{size} B"

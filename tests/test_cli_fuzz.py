@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from fuzzing import PLAUSIBLE, PROFILES, check
 from lab.bench import cli as bench_cli
 from lab.cli import build_parser, main
+from lab.runner import class_cli
 from lab.runner import run as runner_run
 from lab.runner.run import SCENARIOS_DIR
 from lab.servers import edge, graceful, level, oneshot, timeout
@@ -34,8 +35,13 @@ def nothing_starts():
         bench_cli.raise_fd_limit(bench_cli.fd_need(plan))
         return 0
 
+    def grade_nothing(entry, results_dir, stop):
+        return None, {"kind": "native", "reason": "not graded: fuzzing"}
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner_run, "_observe", lambda *args, **kwargs: {})
+        # A class grades each submission in a container or a process of its own: neither starts.
+        patch.setattr(class_cli, "_how_to_grade", lambda args: (None, grade_nothing))
         for server in (level, edge, oneshot, timeout, graceful):
             patch.setattr(server, "serve", lambda options: 0)
         patch.setattr(bench_cli, "run_bench", plan_only)
@@ -60,6 +66,7 @@ PATHS = st.one_of(
 PATHS_BY_DEST = {
     "results": PATHS, "junit": PATHS, "stats_file": PATHS,
     "scenarios": st.one_of(PATHS, st.just(str(SCENARIOS_DIR))), "submission": PATHS,
+    "merge": PATHS, "copy_to": PATHS,
 }
 JUNK = st.one_of(PLAUSIBLE.map(str), st.text(max_size=12))
 DURATIONS = ["500ms", "1s", "0.9999999999", "0", "0s", "nan", "inf", "-1s", "2d", "1e9", "0.0000000001"]
@@ -78,7 +85,11 @@ TYPICAL = {
     "rate": ["1000", "0", "nan", "inf", "-5"],
     **dict.fromkeys(["tick", "idle_timeout", "drain_timeout", "ready_timeout", "timeout"], DURATIONS),
     **dict.fromkeys(["max_buffer", "size", "stream_size"], SIZES),
-    **dict.fromkeys(["backlog", "threads", "pipeline", "warmup", "stream_connections", "repeat", "workers"], COUNTS),
+    **dict.fromkeys(["backlog", "threads", "pipeline", "warmup", "stream_connections", "repeat", "workers",
+                     "jobs", "pids"], COUNTS),
+    **dict.fromkeys(["memory", "file_size"], [*SIZES, "1GiB", "64MiB"]),
+    "time_limit": DURATIONS, "cpus": ["2", "0.5", "0", "-1", "nan", "inf", "two"],
+    "name": ["alice", "", "../x", "a/b", "Zoë"],
 }
 
 
@@ -123,7 +134,9 @@ def command_lines(draw, name: str) -> list[str]:
 WORKING = {
     "run": [["--target", "edge", "--only", "edge.drains"], ["--cmd", "./srv {port}", "--as", "edge"],
             ["--list"], ["good.toml", "--target", "level"], ["--target", "timeout", "--junit", "j.xml"]],
-    "grade": [[], ["sub.toml", "--only", "edge"], ["--only", "errors", "--results", "out"]],
+    "grade": [[], ["sub.toml", "--only", "edge"], ["--only", "errors", "--results", "out"],
+              ["sub.toml", "good.toml", "--jobs", "2"], [".", "--no-sandbox"], ["--merge", "results"],
+              ["sub.toml", "--name", "alice", "--copy-to", "work"]],
     "serve": [["timeout", "--tick", "250ms"], ["level", "--port", "0"], ["graceful", "--drain-timeout", "5s"]],
     "bench": [["127.0.0.1", "8080"], ["--target", "level,edge", "-c", "10"], ["--cmd", "mine=./srv {port}"]],
 }

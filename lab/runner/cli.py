@@ -10,13 +10,17 @@ passed, 1 otherwise, 2 on a usage or scenario error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import textwrap
 from pathlib import Path
 
 from lab.errors import UsageError
 from lab.runner.checklist import CHECKLIST, KINDS
-from lab.units import parse_duration
+from lab.sandbox import SandboxLimits
+from lab.units import parse_duration, parse_size
+
+SANDBOX_DEFAULTS = SandboxLimits()
 
 
 def _duration(text: str) -> float:
@@ -24,6 +28,46 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _path(text: str) -> Path:
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a file name (it holds a NUL byte)")
+    return Path(text)
+
+
+def _whole(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _size_of_at_least(minimum: str):
+    def size(text: str) -> int:
+        try:
+            value = parse_size(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if value < parse_size(minimum):
+            raise argparse.ArgumentTypeError(f"at least {minimum}, got {text!r}")
+        return value
+    return size
+
+
+def _cpus(text: str) -> float:
+    try:
+        cpus = float(text)
+    except ValueError:
+        cpus = 0.0
+    if not cpus > 0:
+        raise argparse.ArgumentTypeError(f"a number of cores > 0 such as 2 or 1.5, got {text!r}")
+    return cpus
+
+
+def _default_jobs() -> int:
+    from lab.runner.classroom import default_jobs
+
+    return default_jobs()
 
 
 def _port(text: str) -> int:
@@ -80,13 +124,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     grade = subparsers.add_parser(
         "grade",
-        help="grade a submission (default: our reference servers, which must score 100)",
+        help="grade a submission or a whole class (default: our reference servers, which must score 100)",
         description="Grade every program of a submission file on the whole checklist. Without a "
-                    "file: our five reference servers and our benchmark.",
+                    "file: our five reference servers and our benchmark. Given a folder of student "
+                    "folders (each with a submission.toml), several files, or --sandbox: grade a "
+                    "class, each submission in a sandbox container when a Docker engine is "
+                    "reachable, and write class.json, class.csv, class.md and class.html.",
+        epilog="exit status: one submission: 0 when every mandatory item passed, else 1. A class: "
+               "0 when every submission was graded (whatever its score), 1 when one could not be. "
+               "2: a usage error.",
     )
-    grade.add_argument("submission", nargs="?", type=Path, metavar="SUBMISSION.toml",
-                       help="the submission file (see lab/runner/submission.py for its fields)")
+    grade.add_argument("submission", nargs="*", type=Path, metavar="SUBMISSION",
+                       help="a submission file (see lab/runner/submission.py for its fields), a "
+                            "folder with a submission.toml, or a folder of student folders")
     _common(grade)
+    klass = grade.add_argument_group("grading a class")
+    klass.add_argument("--jobs", type=_whole, metavar="N",
+                       help="grade N submissions at once (default: one per two usable cores, "
+                            f"here {_default_jobs()}: a grade keeps about two cores busy, and "
+                            "grades that compete for cores skew each other's CPU and timing evidence)")
+    sandbox = klass.add_mutually_exclusive_group()
+    sandbox.add_argument("--sandbox", dest="sandbox", action="store_true", default=None,
+                         help="grade in sandbox containers, or fail (default: when a Docker engine "
+                              "is reachable); with one file, grade it as a class of one")
+    sandbox.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                         help="run the submissions natively, as you: only for code you trust")
+    klass.add_argument("--memory", type=_size_of_at_least("64MiB"), default=SANDBOX_DEFAULTS.memory,
+                       metavar="SIZE",
+                       help="sandbox memory limit, swap and tmpfs included (default 1GiB)")
+    klass.add_argument("--pids", type=_whole, default=SANDBOX_DEFAULTS.pids, metavar="N",
+                       help=f"sandbox limit on processes and threads (default {SANDBOX_DEFAULTS.pids})")
+    klass.add_argument("--cpus", type=_cpus, default=SANDBOX_DEFAULTS.cpus, metavar="N",
+                       help=f"sandbox CPU limit, in cores (default {SANDBOX_DEFAULTS.cpus:g})")
+    klass.add_argument("--file-size", type=_size_of_at_least("1MiB"), default=SANDBOX_DEFAULTS.file_size,
+                       metavar="SIZE",
+                       help="sandbox limit on the size of any one file written, logs included (default 64MiB)")
+    klass.add_argument("--time-limit", type=_duration, default=SANDBOX_DEFAULTS.seconds, metavar="DURATION",
+                       help="wall-clock limit per submission, its build included (default 15min)")
+    klass.add_argument("--merge", nargs="+", type=_path, metavar="RESULTS",
+                       help="grade nothing: merge results folders (graded anywhere) into one class report")
+    klass.add_argument("--name", metavar="STUDENT",
+                       help="with one submission: the name its results carry (default: its name "
+                            "field, else the file's name); a class names each by its folder")
+    klass.add_argument("--copy-to", type=_path, metavar="DIR",
+                       help="grade a copy of the submission's folder made in DIR (the sandbox's "
+                            "work area), so the folder itself is never written")
     grade.set_defaults(handler=grade_command)
 
 
@@ -121,12 +203,39 @@ def run_command(args: argparse.Namespace) -> int:
     return _print(report)
 
 
+def grades_a_class(args: argparse.Namespace) -> bool:
+    """``lab grade`` of several submissions, a folder of them, ``--sandbox`` or ``--merge``:
+    work for the host (it starts a container per submission), on any operating system."""
+    return args.command == "grade" and (
+        args.merge is not None or len(args.submission) > 1 or bool(args.sandbox)
+        or any(path.is_dir() for path in args.submission))
+
+
 def grade_command(args: argparse.Namespace) -> int:
+    if grades_a_class(args):
+        from lab.runner.class_cli import grade_class_command
+
+        return grade_class_command(args)
+
     from lab.runner.progress import Progress
     from lab.runner.run import grade_submission
     from lab.runner.submission import load_submission, reference
+    for flag, value in (("--jobs", args.jobs), ("--no-sandbox", args.sandbox is False and "set")):
+        if value:
+            raise UsageError(f"{flag} is for grading a class: give a folder of submissions or several files")
+    if args.submission:
+        file = args.submission[0]
+        if args.copy_to is not None:
+            from lab.runner.classroom import copy_submission
 
-    submission = load_submission(args.submission) if args.submission else reference()
+            file = copy_submission(file, args.copy_to)
+        submission = load_submission(file)
+        if args.name:
+            submission = dataclasses.replace(submission, name=args.name)
+    elif args.copy_to is not None or args.name:
+        raise UsageError("--copy-to and --name need a submission file")
+    else:
+        submission = reference()
     report = grade_submission(submission, args.only, results_dir=args.results, progress=Progress(),
                               junit=args.junit, strict=args.strict, repeat=args.repeat)
     return _print(report)

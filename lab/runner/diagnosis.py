@@ -97,11 +97,16 @@ def _died(scenario: str, run: dict) -> Diagnosis | None:
         return None
     status = run.get("exit_status")
     how = describe_exit(status) if status is not None else "exited"
+    limit = run.get("exit_cause")  # a sandbox's limit that killed it (lab/cgroup.py)
+    if limit:
+        how += f" ({limit})"
     last = last_error_line(run.get("stderr_tail") or [])
     line = f"the server {how} during {scenario}, found dead after {run['died_in_step']}"
     if last:
         line += f"; its stderr ends: {last}"
-    if any(word in last for word in FD_EXHAUSTION_WORDS):
+    if limit:
+        hint = f"the sandbox stopped the server ({limit}): keep its memory, processes and files within the limits"
+    elif any(word in last for word in FD_EXHAUSTION_WORDS):
         hint = ("the server died on running out of fds: on EMFILE stop accepting for a while "
                 "(or keep a spare fd) instead of exiting")
     elif last:

@@ -87,6 +87,7 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
         if run["died_in_step"] is None and context.signalled_at is None and _was_dying(run["status"], said_before_stop):
             run["died_in_step"] = "its last step (it was exiting when stopped)"
             run["exit_status"] = run["status"]
+            run["exit_cause"] = server.exit_cause()
         run["stderr_tail"] = server.stderr_text().strip().splitlines()[-STDERR_TAIL_LINES:]
     observations["_run"] = run
     return observations
@@ -112,6 +113,7 @@ def _note_death(context: Context, run: dict, when: str) -> None:
     if status is not None and run["died_in_step"] is None and context.signalled_at is None:
         run["died_in_step"] = when
         run["exit_status"] = status
+        run["exit_cause"] = context.server.exit_cause()
 
 
 # -- the actions -----------------------------------------------------------------------------

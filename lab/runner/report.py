@@ -186,10 +186,14 @@ def junit_xml(report: RunReport) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
+def safe_name(name: str) -> str:
+    """A name as a folder name: letters, digits and ``-_.`` kept, anything else a dash."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name).lstrip(".") or "-"
+
+
 def run_dir_name(name: str, when: float | None = None) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in name)
-    return f"{stamp}-{safe}"
+    return f"{stamp}-{safe_name(name)}"
 
 
 # -- the atomic results folder ---------------------------------------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import host
+from lab import cgroup, host
 from lab.errors import UsageError
 from lab.runner import preflight
 from lab.runner.benchmark import run_benchmark
@@ -153,6 +153,7 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
             progress.note(f"warning: {warning}")
 
     started_wall, started = time.time(), time.monotonic()
+    limits_before = cgroup.read_counters()
     with RunDirectory(output.results_dir, grade.name) as run_dir:
         rounds, first = [], {}
         for round_number in range(1, grade.repeat + 1):
@@ -162,6 +163,10 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
             observations = _observe(grade, plans, scenarios, logs, progress, benchmark=first.get(BENCHMARK))
             rounds.append({item.id: _result(item, observations, grade.strict) for item in grade.items})
             first = first or observations
+        # In a sandbox, a fork refused by its pids limit shows in no exit status: say so.
+        refused = cgroup.kill_cause(limits_before, cgroup.read_counters(), None)
+        if refused:
+            warnings.append(refused)
         report = RunReport(
             name=grade.name,
             programs={kind: " ".join(program.argv) for kind, program in grade.programs.items()},

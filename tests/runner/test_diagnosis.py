@@ -41,6 +41,13 @@ def test_each_cause_is_found_with_its_line(changes, name, words):
     assert cause.name == name and words in cause.line, cause
 
 
+def test_a_sandbox_kill_is_named_with_its_limit():
+    (cause,) = diagnose(observations({"faults/_run": {"died_in_step": "step 3", "exit_status": -9,
+                                                      "exit_cause": "killed: out of memory (limit 1 GiB)"}}))
+    assert "was killed by SIGKILL (killed: out of memory (limit 1 GiB))" in cause.line
+    assert "sandbox" in cause.hint
+
+
 def test_a_backlog_left_after_the_last_step_is_found_without_a_probe():
     (cause,) = diagnose(observations({"faults/_run": {"died_in_step": None, "listen_backlog": 1}}))
     assert cause.name == diagnosis.NEVER_ACCEPTED and "(faults, after its last step)" in cause.line
