@@ -265,3 +265,14 @@ def test_a_server_listening_on_ipv6_loopback_only_is_graded(capsys, tmp_path, ip
     (run_dir,) = (tmp_path / "results").iterdir()
     (item,) = json.loads((run_dir / "results.json").read_text())["items"]
     assert item["passed"], item
+
+
+@pytest.mark.parametrize(("strict", "repeat", "words"), [
+    (False, 1, []), (True, 1, ["--strict"]), (True, 3, ["--strict", "--repeat", "3"]), (False, 2, ["--repeat", "2"]),
+])
+def test_a_class_passes_strict_and_repeat_on_to_each_submissions_grade(strict, repeat, words):
+    import argparse
+
+    from lab.runner.class_cli import _grade_options
+
+    assert _grade_options(argparse.Namespace(strict=strict, repeat=repeat)) == words
