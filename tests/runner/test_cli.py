@@ -4,6 +4,7 @@ folder. The full grades are in test_reference_grades.py (slow)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
+from lab.runner.class_cli import _grade_options
 
 
 def run_lab(capsys, *argv: str) -> tuple[int, str, str]:
@@ -271,8 +273,4 @@ def test_a_server_listening_on_ipv6_loopback_only_is_graded(capsys, tmp_path, ip
     (False, 1, []), (True, 1, ["--strict"]), (True, 3, ["--strict", "--repeat", "3"]), (False, 2, ["--repeat", "2"]),
 ])
 def test_a_class_passes_strict_and_repeat_on_to_each_submissions_grade(strict, repeat, words):
-    import argparse
-
-    from lab.runner.class_cli import _grade_options
-
     assert _grade_options(argparse.Namespace(strict=strict, repeat=repeat)) == words
