@@ -263,11 +263,6 @@ def environ_has(pid: int, entry: str) -> bool:
         return False
 
 
-def listener_inodes(pid: int, port: int) -> set[int]:
-    """Inodes of the LISTEN sockets on local ``port`` in ``pid``'s network namespace."""
-    return {s.inode for s in tcp_sockets(pid, port=port) if s.state == "LISTEN" and s.inode}
-
-
 def socket_inodes(pid: int) -> set[int]:
     """Inodes of the sockets ``pid`` holds fds for."""
     return {entry.inode for entry in fds_of_kind(pid, SOCKET)}

@@ -206,7 +206,8 @@ def _python_line(code: str) -> str:
 
 
 def _holds_listener(pid: int, port: int) -> bool:
-    return bool(probes.socket_inodes(pid) & probes.listener_inodes(pid, port))
+    listening = {s.inode for s in probes.tcp_sockets(pid, port=port) if s.state == "LISTEN"}
+    return bool(probes.socket_inodes(pid) & listening)
 
 
 def _gone(pid: int) -> bool:
