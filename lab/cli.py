@@ -1,20 +1,44 @@
 """The ``lab`` command: ``serve``, ``run``, ``grade`` and ``bench``.
 
 Each subcommand lives beside the code it drives (``lab.servers.cli``, ``lab.runner.cli``,
-``lab.bench.cli``) and registers itself here through a ``register(subparsers)`` function; its handler takes the parsed arguments and returns the exit
-status. A ``UsageError`` anywhere becomes one line on stderr and exit status 2.
+``lab.bench.cli``) and registers itself here through a ``register(subparsers)`` function; its
+handler takes the parsed arguments and returns the exit status.
+
+This module is the front door on every host, so it and the ``register`` modules import only
+portable code: on macOS or Windows (no epoll, no ``resource``) the command is parsed here and
+handed to the lab's Linux container (``lab.container``); the Linux-only parts load in the
+handlers, which run only on Linux. A subcommand that runs anywhere (``lab run --list``) says
+so with a ``runs_anywhere(args)`` default.
+
+Exit statuses, so a script or CI can tell the cases apart:
+
+- 0 success; 1 a failed grade or benchmark (the handler's verdict);
+- 2 a usage error (``UsageError``: one line on stderr, no traceback);
+- 3 an internal error: a bug in the lab, printed with its traceback;
+- 130 on SIGINT, 143 on SIGTERM: both unwind the same way (every server stopped, no
+  half-written results folder), since SIGTERM is raised as ``Terminated``, a
+  ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import traceback
 
 from lab import __version__
 from lab.bench import cli as bench_cli
 from lab.errors import UsageError
 from lab.runner import cli as runner_cli
 from lab.servers import cli as servers_cli
+
+INTERNAL_ERROR = 3
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (CI cancelling a job, ``timeout``, ``docker stop``), raised where the program
+    is, so it unwinds like Ctrl-C."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,23 +69,48 @@ def _run_in_container(argv: list[str]) -> int:
         if sys.platform == "linux":
             raise
         raise UsageError(
-            f"epoll is Linux-only, so on {sys.platform} lab runs every command in its container "
+            f"epoll is Linux-only, so on {sys.platform} lab runs this command in its container "
             f"image (see README, 'With Docker'), and that failed: {error}"
         ) from error
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    # Once is enough: a second SIGTERM must not cut the cleanup the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
+def _runs_here(args: argparse.Namespace) -> bool:
+    # A class is graded from the host: each submission gets a container of its own.
+    if runner_cli.grades_a_class(args):
+        return True
+    if args.docker:
+        return False
+    runs_anywhere = getattr(args, "runs_anywhere", None)
+    return sys.platform == "linux" or (runs_anywhere is not None and runs_anywhere(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        # A class is graded from the host: each submission gets a container of its own.
-        if (args.docker or sys.platform != "linux") and not runner_cli.grades_a_class(args):
-            return _run_in_container([word for word in argv if word != "--docker"])
-        return args.handler(args)
+        if _runs_here(args):
+            return args.handler(args)
+        return _run_in_container([word for word in argv if word != "--docker"])
     except UsageError as error:
         print(f"lab {args.command}: {error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"lab {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"lab {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except Exception:  # noqa: BLE001 - the last resort: anything else is the lab's own bug
+        traceback.print_exc()
+        print(f"lab {args.command}: internal error: this is a bug in epoll-lab {__version__}; "
+              "please report it with the traceback above", file=sys.stderr)
+        return INTERNAL_ERROR
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -20,12 +20,20 @@ How the command inside sees the host:
 - An init runs as PID 1 (``init=True``): Ctrl-C or SIGTERM here becomes ``docker stop``,
   whose SIGTERM reaches ``lab`` (the graceful server drains), and the grader's children are
   reaped. The container is always removed.
-- The open-file limit is raised to ``LAB_NOFILE`` (default 65536) for 10,000-connection runs.
+- The open-file limit is the engine's default, whose soft limit the lab raises to the hard one
+  itself; ``LAB_NOFILE=N`` asks the engine for N (for 10,000-connection benchmarks), which an
+  engine may refuse above its own limit (rootless ones, some CI runners), so it is opt-in.
+
+- What the lab prints for the user names host paths: on Windows the container's ``/host`` is
+  mapped back to the host folder through ``LAB_HOST_PATH`` (``lab.host.host_path``).
 
 Discussion: what to mount, publish and run is decided by ``plan_container``, a pure function
 of the argument list and a few host facts, tested without Docker. The rest is a thin layer
-over the SDK. The image is built from this checkout when it is missing; after editing the lab,
-rebuild it (``docker compose build``) or remove it, since an existing image is used as it is.
+over the SDK. Run from a checkout, the image is kept fresh: it carries a label with a digest
+of its build context (the files the Dockerfile sees, per ``.dockerignore``, and the build
+arguments), and an image whose label differs from this checkout's digest is rebuilt, saying
+why (the layer cache keeps that short). Installed without a checkout, the lab uses the image
+it finds, since it has nothing to build from.
 """
 
 from __future__ import annotations
@@ -34,11 +42,11 @@ import argparse
 import codecs
 import contextlib
 import gc
+import hashlib
 import io
 import ntpath
 import os
 import posixpath
-import signal
 import sys
 import threading
 import uuid
@@ -49,15 +57,19 @@ from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING, TextIO
 
 from lab.errors import UsageError
+from lab.host import HOST_PATH_ENV
 
 if TYPE_CHECKING:
     import docker
 
 IMAGE_ENV, DEFAULT_IMAGE = "LAB_IMAGE", "epoll-lab:latest"
-NOFILE_ENV, DEFAULT_NOFILE = "LAB_NOFILE", 65536
+NOFILE_ENV = "LAB_NOFILE"
 # Build arguments passed through from the environment, as compose.yaml does.
 BUILD_ARG_ENVS = ("BASE_IMAGE", "WITH_ZIG")
+# The checkout this lab runs from, when it runs from one (an editable install): the image's
+# build context. A wheel install has none.
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+CONTEXT_LABEL = "org.epoll-lab.context-digest"
 WINDOWS_WORKDIR = PurePosixPath("/host")
 # Container folders a same-path mount must not cover: the image's system and the lab itself.
 RESERVED_PATHS = tuple(
@@ -91,6 +103,7 @@ class ContainerPlan:
     ports: dict[str, tuple[str, int]] = field(default_factory=dict)  # "8080/tcp" -> (ip, port)
     user: str | None = None
     network_mode: str | None = None  # None: the engine's default bridge network
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 def _pop_option(argv: list[str], name: str) -> tuple[list[str], str | None]:
@@ -181,6 +194,8 @@ def plan_container(argv: Sequence[str], host: HostFacts) -> ContainerPlan:
         working_dir = str(WINDOWS_WORKDIR)
     plan = ContainerPlan(command=command, working_dir=working_dir, user=host.user)
     plan.mounts[str(host.cwd)] = working_dir
+    if not host.posix:
+        plan.environment[HOST_PATH_ENV] = f"{working_dir}={host.cwd}"
 
     _, results = _pop_option(command, "--results")
     if results is not None:
@@ -210,8 +225,11 @@ def image_name() -> str:
     return os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
 
 
-def nofile_limit() -> int:
-    text = os.environ.get(NOFILE_ENV, str(DEFAULT_NOFILE))
+def nofile_limit() -> int | None:
+    """The open-file limit LAB_NOFILE asks for, or None (the engine's default)."""
+    text = os.environ.get(NOFILE_ENV, "")
+    if not text:
+        return None
     if not text.isdigit() or int(text) < 1:
         raise UsageError(f"{NOFILE_ENV} must be a whole number of files, got {text!r}")
     return int(text)
@@ -244,19 +262,55 @@ def connect() -> docker.DockerClient:
     )
 
 
+def build_context() -> Path | None:
+    """The checkout to build the image from, or None when the lab is not run from one."""
+    if (SOURCE_ROOT / "Dockerfile").is_file() and (SOURCE_ROOT / "pyproject.toml").is_file():
+        return SOURCE_ROOT
+    return None
+
+
+def build_args() -> dict[str, str]:
+    return {name: os.environ[name] for name in BUILD_ARG_ENVS if os.environ.get(name)}
+
+
+def context_digest(root: Path, buildargs: dict[str, str]) -> str:
+    """A digest of what a build of ``root`` would see: every file the engine is sent (the
+    SDK's own reading of ``.dockerignore``), its content, and the build arguments."""
+    from docker.utils.build import exclude_paths
+
+    ignore = root / ".dockerignore"
+    patterns = []
+    if ignore.is_file():
+        lines = (line.strip() for line in ignore.read_text().splitlines())
+        patterns = [line for line in lines if line and not line.startswith("#")]
+    digest = hashlib.sha256()
+    for name in sorted(exclude_paths(str(root), patterns, dockerfile="Dockerfile")):
+        path = root / name
+        if path.is_file():
+            digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+            digest.update(path.read_bytes())
+    for name, value in sorted(buildargs.items()):
+        digest.update(f"arg {name}={value}\0".encode())
+    return digest.hexdigest()[:16]
+
+
 def build_image(
-    client: docker.DockerClient, *, tag: str | None = None, log: TextIO = sys.stderr
+    client: docker.DockerClient, *, tag: str | None = None, log: TextIO = sys.stderr,
+    reason: str = "once",
 ) -> str:
-    """Build the image from this checkout's Dockerfile, streaming the build's output to log."""
+    """Build the image from this checkout's Dockerfile, labelled with its context digest,
+    streaming the build's output to log."""
     tag = tag or image_name()
-    if not (SOURCE_ROOT / "Dockerfile").is_file():
+    root = build_context()
+    if root is None:
         raise UsageError(
             f"the image {tag} is missing and {SOURCE_ROOT} has no Dockerfile to build it from; "
             "build it from a checkout of epoll-lab with: docker compose build"
         )
-    buildargs = {name: os.environ[name] for name in BUILD_ARG_ENVS if os.environ.get(name)}
-    print(f"building {tag} from {SOURCE_ROOT} (once)", file=log, flush=True)
-    for chunk in client.api.build(path=str(SOURCE_ROOT), tag=tag, buildargs=buildargs,
+    buildargs = build_args()
+    labels = {CONTEXT_LABEL: context_digest(root, buildargs)}
+    print(f"building {tag} from {root} ({reason})", file=log, flush=True)
+    for chunk in client.api.build(path=str(root), tag=tag, buildargs=buildargs, labels=labels,
                                   rm=True, forcerm=True, decode=True):
         if "error" in chunk:
             raise UsageError(f"building {tag} failed: {chunk['error'].strip()}")
@@ -266,14 +320,25 @@ def build_image(
     return tag
 
 
-def ensure_image(client: docker.DockerClient) -> str:
+def ensure_image(client: docker.DockerClient, log: TextIO = sys.stderr) -> str:
+    """The image's tag, after building it when it is missing or (in a checkout) when it was
+    built from other sources than the checkout's."""
     import docker
 
     tag = image_name()
     try:
-        client.images.get(tag)
+        image = client.images.get(tag)
     except docker.errors.ImageNotFound:
-        build_image(client, tag=tag)
+        build_image(client, tag=tag, log=log, reason="it is missing")
+        return tag
+    root = build_context()
+    if root is None:
+        return tag
+    built_from = (image.labels or {}).get(CONTEXT_LABEL)
+    if built_from != context_digest(root, build_args()):
+        build_image(client, tag=tag, log=log,
+                    reason="it was built from other sources than this checkout's" if built_from
+                    else "it carries no digest of the sources it was built from")
     return tag
 
 
@@ -314,8 +379,9 @@ def run_plan(client: docker.DockerClient, image: str, plan: ContainerPlan) -> in
             volumes={host: {"bind": inside, "mode": "rw"} for host, inside in plan.mounts.items()},
             ports=plan.ports,
             network_mode=plan.network_mode,
+            environment=plan.environment,
             init=True,
-            ulimits=[Ulimit(name="nofile", soft=nofile, hard=nofile)],
+            ulimits=[Ulimit(name="nofile", soft=nofile, hard=nofile)] if nofile else None,
             labels={"org.epoll-lab.role": "cli"},
         )
     except docker.errors.APIError as error:
@@ -350,19 +416,12 @@ def run_plan(client: docker.DockerClient, image: str, plan: ContainerPlan) -> in
         container.remove(force=True)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # SystemExit unwinds run_plan's cleanup (stop and remove the container); the default
-    # action would leave the container running.
-    sys.exit(128 + signum)
-
-
 def run_in_container(argv: list[str]) -> int:
-    """``lab ARGV`` inside the lab's image; returns the command's exit status."""
+    """``lab ARGV`` inside the lab's image; returns the command's exit status. (SIGTERM reaches
+    here as ``lab.cli.Terminated``, which stops and removes the container on its way out.)"""
     plan = plan_container(argv, host_facts())
     client = connect()
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return run_plan(client, ensure_image(client), plan)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         client.close()

@@ -1,5 +1,6 @@
-"""Facts about the machine the lab runs on, each written once: whether we are in a container,
-the open-file limit (and raising it), the local port range, and a port free right now.
+"""Facts about the machine the lab runs on, each written once: whether we are in a container
+(and what a path in it is called outside), the open-file limit (and raising it), the local
+port range, and a port free right now.
 
 Facts, then what they mean for the lab:
 
@@ -10,6 +11,10 @@ Facts, then what they mean for the lab:
   they say how to raise it instead of failing half-way with EMFILE.
 - connect() without bind() picks the source port from ``/proc/sys/net/ipv4/ip_local_port_range``
   (32768-60999 by default), so one source address reaches one server at most that many times.
+- A container sees a bind-mounted folder under its own path, which can differ from the host's
+  (compose mounts ``./results`` at ``/lab/results``; on Windows the working folder is
+  ``/host``). Who starts the container says so in ``LAB_HOST_PATH=INSIDE=OUTSIDE``, so what
+  the lab prints for the user (where the results are) is the host's name for it.
 - A container shows itself by a marker file (``/.dockerenv``, ``/run/.containerenv``), the
   ``container`` variable (systemd's convention, set by podman and others), or its runtime's
   name in ``/proc/1/cgroup``.
@@ -30,6 +35,7 @@ PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 DEFAULT_PORT_RANGE = (32768, 60999)
 CONTAINER_MARKERS = (("/.dockerenv", "docker"), ("/run/.containerenv", "podman"))
 CGROUP_WORDS = ("docker", "kubepods", "containerd", "libpod", "lxc")
+HOST_PATH_ENV = "LAB_HOST_PATH"
 
 
 # -- containers ------------------------------------------------------------------------
@@ -53,6 +59,32 @@ def in_container() -> str | None:
         read_text("/proc/1/cgroup"),
         dict(os.environ),
     )
+
+
+def host_view(path: Path, mapping: str) -> str:
+    """``path`` (absolute) as the host names it, given ``mapping`` = "INSIDE=OUTSIDE" (the
+    container folder INSIDE is the host folder OUTSIDE); ``path`` itself when it lies outside
+    INSIDE or there is no mapping."""
+    inside, separator, outside = mapping.partition("=")
+    if not separator or not inside or not outside:
+        return str(path)
+    try:
+        rest = path.relative_to(inside)
+    except ValueError:
+        return str(path)
+    if rest == Path("."):
+        return outside
+    joiner = "\\" if "\\" in outside and "/" not in outside else "/"
+    return outside.rstrip(joiner) + joiner + joiner.join(rest.parts)
+
+
+def host_path(path: str | Path) -> str:
+    """What the user who started this container calls ``path``; outside a container (or with
+    no ``LAB_HOST_PATH``), ``path`` as given."""
+    mapping = os.environ.get(HOST_PATH_ENV, "")
+    if not mapping:
+        return str(path)
+    return host_view(Path.cwd() / path, mapping)
 
 
 # -- the open-file limit ---------------------------------------------------------------

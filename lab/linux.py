@@ -1,7 +1,7 @@
-"""Thin bindings for timerfd and signalfd.
+"""Thin bindings for timerfd, signalfd and prctl(PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER).
 
 Python 3.13 added ``os.timerfd_create`` and ``os.timerfd_settime``; on older Pythons, and for
-signalfd (which ``os`` lacks), the libc functions are called through ctypes. Every failure
+signalfd and prctl (which ``os`` lacks), the libc functions are called through ctypes. Every failure
 raises OSError with the errno the kernel gave, like the ``os`` functions do.
 
 Facts the callers rely on:
@@ -11,6 +11,11 @@ Facts the callers rely on:
 - A signalfd only receives signals that are blocked (pthread_sigmask) in every thread;
   otherwise the normal disposition runs first. read() returns one 128-byte
   ``struct signalfd_siginfo`` per pending signal, ``ssi_signo`` first.
+- prctl(PR_SET_PDEATHSIG, sig) asks the kernel to send ``sig`` to this process when the
+  thread that forked it exits, however it exits (even SIGKILL). The setting survives exec
+  but not fork, and a parent that died before the call is not noticed: check getppid().
+- prctl(PR_SET_CHILD_SUBREAPER, 1) makes this process the new parent of every orphan below it
+  (a daemon that double-forks away from its launcher), instead of init; it must then reap them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ NONBLOCK_CLOEXEC = os.O_NONBLOCK | os.O_CLOEXEC
 _EXPIRATIONS = struct.Struct("=Q")
 _SIGINFO_SIZE = 128
 _SIGSET_BYTES = 128  # glibc's sigset_t (1024 bits); the kernel reads only the first 8
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36  # <linux/prctl.h>
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -103,3 +109,14 @@ def signalfd_read(fd: int) -> list[signal.Signals]:
         signal.Signals(struct.unpack_from("=I", data, offset)[0])
         for offset in range(0, len(data), _SIGINFO_SIZE)
     ]
+
+
+def set_child_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process
+    (not to init), so a daemon that double-forks away from its launcher stays findable."""
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, signum): receive ``signum`` when the parent (thread) dies."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")

@@ -17,6 +17,11 @@ or, for any other program, when a process of its tree listens on its known port:
 /proc, without a connection (which would show in the server's idle fds), and never fooled by
 another program already listening there.
 
+A server never outlives the process that started it: ``stop()`` ends it on every way out of
+Python (an exception, Ctrl-C, SIGTERM turned into an exception by the CLI), and for the ways
+Python never sees (SIGKILL, a crash) the child asks the kernel for SIGKILL when its parent
+dies (``PR_SET_PDEATHSIG``, set between fork and exec).
+
 Clients must connect to the address the server listens on: a server bound to ``::1`` only is
 not reachable at 127.0.0.1. So ``host`` becomes that address once the server is ready: the
 announced one, or the one its LISTEN socket has in /proc/net/tcp and tcp6 (a wildcard bind,
@@ -28,13 +33,11 @@ after the program started without being in its tree (a proxy such as docker-prox
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import itertools
 import json
 import os
 import re
-import resource
 import secrets
 import shutil
 import signal
@@ -42,6 +45,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lab import cgroup, probes
@@ -58,8 +62,6 @@ WRAPPER_EXIT_GRACE = 1.0
 # tree's own listener, which shows in /proc at once, is found without a connection.
 UNSEEN_LISTENER_GRACE = 1.0
 TOKEN_VARIABLE = "LAB_TARGET_TOKEN"
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
-_libc = ctypes.CDLL(None, use_errno=True)
 _tokens = itertools.count(1)
 _subreaper = False
 
@@ -73,7 +75,10 @@ def become_subreaper() -> None:
     (a daemon's double fork) are re-parented here instead of to init, so they stay findable."""
     global _subreaper
     if not _subreaper:
-        _subreaper = _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        from lab import linux  # Linux-only: loaded when a process is started
+
+        linux.set_child_subreaper()
+        _subreaper = True
 
 
 def line_buffered(argv: list[str], cwd: str | Path | None) -> list[str]:
@@ -133,18 +138,6 @@ class ServerProcess:
         # Whatever listens on a fixed port before the program starts is not the program.
         self._listeners_before = {s.inode for s in self._listeners(self.port)} if self.port else set()
         self._started_at = time.monotonic()
-        nofile, parent = self.nofile, os.getpid()
-
-        def prepare_child() -> None:  # runs in the child between fork and exec
-            # Killed with the grader, even by SIGKILL: no server outlives the run that started
-            # it. (The signal comes when the forking THREAD ends: start servers from a thread
-            # that lives as long as they do.) A parent already gone before prctl: exit now.
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent:
-                os._exit(1)
-            if nofile:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
         self._limits_at_start = cgroup.read_counters()
         env = dict(os.environ if self.env is None else self.env)
         env[TOKEN_VARIABLE] = self.token
@@ -162,17 +155,19 @@ class ServerProcess:
                 env=env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=prepare_child,
+                preexec_fn=child_setup(self.nofile),
             )
         except OSError as error:
             for fd in (out_read, err_read):
                 os.close(fd)
             raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
-        except subprocess.SubprocessError as error:  # prepare_child failed in the child
+        except subprocess.SubprocessError as error:  # only child_setup runs in the child
+            import resource
+
             for fd in (out_read, err_read):
                 os.close(fd)
             raise StartError(
-                f"cannot start {self.command!r}: setting its open-file limit to {nofile} failed "
+                f"cannot start {self.command!r}: setting its open-file limit to {self.nofile} failed "
                 f"(above the hard limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]}?)"
             ) from error
         finally:
@@ -240,6 +235,8 @@ class ServerProcess:
     def exit_cause(self) -> str | None:
         """What a limit of the cgroup (a sandbox's memory or pids limit) did to the program
         since it started, in words ("killed: out of memory (limit 1 GiB)"), or None."""
+        import resource
+
         assert self.process is not None
         returncode = self.poll()  # the server's, which may not be the process started
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # what the program inherited
@@ -493,6 +490,26 @@ def _kill(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def child_setup(nofile: int | None = None) -> Callable[[], None]:
+    """What a child of the lab does between fork and exec: die with its parent and, with
+    ``nofile``, run under that open-file limit. (Linux-only modules load here, when a
+    process is started, never on a host that only hands commands to the container.)"""
+    import resource
+
+    from lab import linux
+
+    parent = os.getpid()
+
+    def in_child() -> None:
+        linux.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the prctl: nobody will signal us
+            os.kill(os.getpid(), signal.SIGKILL)
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    return in_child
 
 
 def request_stats(server: ServerProcess, stats_file: Path, timeout: float = 10.0) -> dict:

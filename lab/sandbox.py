@@ -63,7 +63,8 @@ class SandboxLimits:
     pids: int = 512  # processes and threads: the runner's, the servers', the build's
     cpus: float = 2.0  # a grade's peak load is about two cores (see classroom.default_jobs)
     seconds: float = 900.0  # wall-clock, the whole grade including the build
-    nofile: int = 65536  # open files: the runner opens 1,000+ client sockets
+    nofile: int | None = None  # open files (LAB_NOFILE); None: the engine's own limit, which the
+    # runner raises its soft limit to (some engines refuse any more than theirs)
     file_size: int = 64 * 1024**2  # the largest file a process may write (RLIMIT_FSIZE): the
     # results folder is on the host's disk, and a server's stdout goes to a log there
 
@@ -71,7 +72,7 @@ class SandboxLimits:
         minutes = self.seconds / 60
         time_words = f"{minutes:g} min" if self.seconds >= 60 else f"{self.seconds:g} s"
         return {"memory": format_size(self.memory), "pids": str(self.pids), "cpus": f"{self.cpus:g}",
-                "wall-clock": time_words, "open files": str(self.nofile), "file size": format_size(self.file_size)}
+                "wall-clock": time_words, "open files": str(self.nofile or "the engine's limit"), "file size": format_size(self.file_size)}
 
 
 @dataclass(slots=True, frozen=True)
@@ -117,8 +118,8 @@ def plan_sandbox(submission_file: Path, results_dir: Path, only: Sequence[str], 
         "memswap_limit": limits.memory,
         "pids_limit": limits.pids,
         "nano_cpus": int(limits.cpus * 1e9),
-        "ulimits": [{"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile},
-                    {"Name": "fsize", "Soft": limits.file_size, "Hard": limits.file_size}],
+        "ulimits": [{"Name": "fsize", "Soft": limits.file_size, "Hard": limits.file_size},
+                    *([{"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile}] if limits.nofile else [])],
         "init": True,
         "environment": {"LAB_SANDBOX": "1"},
         "labels": {ROLE_LABEL: ROLE},

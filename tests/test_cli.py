@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
 
 import pytest
 
@@ -50,3 +53,61 @@ def test_on_linux_commands_run_natively(container_calls, capsys):
     assert cli.main(["run", "--list"]) == 0
     assert container_calls == []
     assert "edge.drains" in capsys.readouterr().out
+
+
+def test_run_list_runs_natively_even_where_epoll_is_missing(monkeypatch, container_calls, capsys):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert cli.main(["run", "--list"]) == 0
+    assert container_calls == []
+    assert "edge.drains" in capsys.readouterr().out
+
+
+@pytest.fixture
+def list_handler(monkeypatch):
+    """Replace what ``lab run`` does with the test's own function (``lab run --list`` parses)."""
+    from lab.runner import cli as runner_cli
+
+    def install(handler):
+        monkeypatch.setattr(runner_cli, "run_command", handler)
+
+    return install
+
+
+def test_an_internal_error_exits_3_with_its_traceback_and_says_it_is_a_bug(list_handler, capsys):
+    def broken(args):
+        raise KeyError("a lab bug")
+
+    list_handler(broken)
+    assert cli.main(["run", "--list"]) == cli.INTERNAL_ERROR == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyError: 'a lab bug'" in err
+    assert "this is a bug in epoll-lab" in err
+
+
+def test_a_usage_error_exits_2_without_a_traceback(list_handler, capsys):
+    # Negative control for the one above: a UsageError is the user's, not a bug.
+    def misused(args):
+        raise UsageError("no such thing")
+
+    list_handler(misused)
+    assert cli.main(["run", "--list"]) == 2
+    err = capsys.readouterr().err
+    assert err == "lab run: no such thing\n"
+
+
+@pytest.mark.parametrize(("signum", "status", "said"), [(signal.SIGTERM, 143, "terminated"),
+                                                        (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_unwinds_like_ctrl_c(list_handler, capsys, signum, status, said):
+    cleaned_up = []
+
+    def long_run(args):
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(10)  # interrupted by the signal's exception at once
+        finally:
+            cleaned_up.append(True)
+
+    list_handler(long_run)
+    assert cli.main(["run", "--list"]) == status
+    assert cleaned_up == [True]
+    assert said in capsys.readouterr().err

@@ -24,7 +24,7 @@ from lab.bench import cli as bench_cli
 from lab.cli import build_parser, main
 from lab.runner import class_cli
 from lab.runner import run as runner_run
-from lab.runner.run import SCENARIOS_DIR
+from lab.runner.scenario import shipped_scenarios
 from lab.servers import edge, graceful, level, oneshot, timeout
 
 
@@ -65,7 +65,7 @@ PATHS = st.one_of(
 )
 PATHS_BY_DEST = {
     "results": PATHS, "junit": PATHS, "stats_file": PATHS,
-    "scenarios": st.one_of(PATHS, st.just(str(SCENARIOS_DIR))), "submission": PATHS,
+    "scenarios": st.one_of(PATHS, st.just(str(shipped_scenarios()))), "submission": PATHS,
     "merge": PATHS, "copy_to": PATHS,
 }
 JUNK = st.one_of(PLAUSIBLE.map(str), st.text(max_size=12))

@@ -14,8 +14,14 @@ import pytest
 from hypothesis import strategies as st
 
 from fuzzing import FIELD_VALUES, PLAUSIBLE, PROFILES, TOML_VALUES, check, with_a_typo
-from lab.runner.run import SCENARIOS_DIR
-from lab.runner.scenario import ACTIONS, TOP_LEVEL, ScenarioError, parse_scenario, scenario_from_data
+from lab.runner.scenario import (
+    ACTIONS,
+    TOP_LEVEL,
+    ScenarioError,
+    parse_scenario,
+    scenario_from_data,
+    shipped_scenarios,
+)
 from lab.runner.submission import (
     BENCHMARK_FIELDS, PROGRAM_SECTIONS, SERVER_FIELDS, SubmissionError, parse_submission, submission_from_data,
 )
@@ -76,7 +82,7 @@ SCENARIO_DATA = st.one_of(
         max_size=4,
     ),
 )
-SHIPPED = {path.name: path.read_text(encoding="utf-8") for path in sorted(SCENARIOS_DIR.glob("*.toml"))}
+SHIPPED = {path.name: path.read_text(encoding="utf-8") for path in sorted(shipped_scenarios().glob("*.toml"))}
 
 
 @st.composite

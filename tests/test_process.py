@@ -359,29 +359,6 @@ def test_a_server_built_with_addresssanitizer_starts_under_stdbuf(tmp_path):
         assert server.running() and "ASan runtime" not in server.stderr_text()
 
 
-def test_the_server_dies_with_the_grader_even_when_the_grader_is_killed(tmp_path):
-    """PR_SET_PDEATHSIG: a grader killed by SIGKILL (no cleanup runs) takes its server along."""
-    grader = python(f"""
-        import sys, time
-        from lab.process import ServerProcess
-        server = ServerProcess({python(LISTENER)!r}, log_dir={str(tmp_path)!r})
-        server.start()
-        server.wait_listening()
-        print(server.pid, flush=True)
-        time.sleep(60)
-    """)
-    with subprocess.Popen(grader, stdout=subprocess.PIPE, text=True) as process:
-        try:
-            server_pid = int(process.stdout.readline())
-            assert not _gone(server_pid)
-        finally:
-            process.kill()
-            process.stdout.close()
-    assert _within(10, lambda: _gone(server_pid)), f"server {server_pid} outlived its grader"
-    with contextlib.suppress(ChildProcessError):  # adopted by this process (a subreaper): reap it
-        os.waitpid(server_pid, os.WNOHANG)
-
-
 def test_freeze_stops_the_whole_tree_and_thaw_resumes_it(tmp_path):
     with ServerProcess(_sh(f"{_python_line(LISTENER)}; true"), log_dir=tmp_path) as server:
         tree = server.tree_pids()
@@ -400,6 +377,53 @@ def _within(seconds: float, condition) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+# A parent that starts LISTENER (through ServerProcess, or a plain Popen for the control),
+# prints the child's pid, then waits to be killed.
+ORPHANING_PARENT = """
+    import subprocess, sys, time
+    from lab.process import ServerProcess
+    listener = sys.argv[1]
+    if sys.argv[2] == "server-process":
+        child = ServerProcess([sys.executable, "-c", listener]).start().process
+    else:
+        child = subprocess.Popen([sys.executable, "-c", listener], start_new_session=True,
+                                 stdout=subprocess.DEVNULL)
+    print(child.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie (an orphan is reaped by init at once)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize(("how", "survives"), [("server-process", False), ("plain-popen", True)])
+def test_a_sigkilled_parent_takes_its_server_with_it(how, survives):
+    # plain-popen is the negative control: without PR_SET_PDEATHSIG the orphan lives on.
+    parent = subprocess.Popen([*python(ORPHANING_PARENT), textwrap.dedent(LISTENER), how],
+                              stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 1.0
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.02)  # poll interval of the 1 s deadline above
+        assert _alive(child) == survives
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+        if child is not None and _alive(child):
+            os.kill(child, signal.SIGKILL)
 
 
 @pytest.mark.parametrize(

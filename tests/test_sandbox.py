@@ -40,8 +40,15 @@ def test_the_limits_are_applied_without_swap(plan):
     assert plan["mem_limit"] == plan["memswap_limit"] == GiB
     assert plan["pids_limit"] == 256
     assert plan["nano_cpus"] == 1_500_000_000
-    assert plan["ulimits"] == [{"Name": "nofile", "Soft": 65536, "Hard": 65536},
-                               {"Name": "fsize", "Soft": 64 << 20, "Hard": 64 << 20}]
+    assert plan["ulimits"] == [{"Name": "fsize", "Soft": 64 << 20, "Hard": 64 << 20}]
+
+
+def test_an_open_file_limit_is_asked_of_the_engine_only_when_set():
+    limits = SandboxLimits(nofile=20_000)
+    plan = plan_sandbox(Path("/class/alice/submission.toml"), Path("/out/submissions/alice"), (), limits,
+                        name="alice", image="epoll-lab:latest", user="1000:1000", container="c")
+    assert {"Name": "nofile", "Soft": 20_000, "Hard": 20_000} in plan["ulimits"]
+    assert SandboxLimits().words()["open files"] == "the engine's limit"
 
 
 def test_the_container_runs_the_same_lab_grade_on_a_copy(plan):
@@ -68,7 +75,7 @@ def test_container_names_are_valid_and_unique():
 
 def test_limits_in_words():
     assert LIMITS.words() == {"memory": "1 GiB", "pids": "256", "cpus": "1.5", "wall-clock": "10 min",
-                              "open files": "65536", "file size": "64 MiB"}
+                              "open files": "the engine's limit", "file size": "64 MiB"}
 
 
 @pytest.mark.parametrize(

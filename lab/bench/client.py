@@ -41,8 +41,6 @@ from lab.bench.limits import bind_source
 from lab.bench.stats import OpenLoopSchedule
 from lab.bench.workload import BenchFailure, Measurement, Workload, describe_mismatch, request_pairs
 
-EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
-EPOLLERR, EPOLLHUP = select.EPOLLERR, select.EPOLLHUP
 # The loop wakes at least this often while waiting, to notice a stalled server.
 POLL_SECONDS = 0.25
 # Connections opened at once while setting up (not measured): more than the listen backlog
@@ -204,7 +202,7 @@ class LoadClient:
                         if status:
                             sock.close()
                             raise self._connect_error(status)
-                        self.epoll.modify(fd, EPOLLIN)
+                        self.epoll.modify(fd, select.EPOLLIN)
                         self.conns.append(Conn(sock, fd, index))
                     for fd, (sock, index, retry_at) in list(pending.items()):
                         if retry_at < now:
@@ -221,7 +219,7 @@ class LoadClient:
     def _start_connect(self, index: int, pending: dict) -> None:
         sock = self._new_socket(index)
         pending[sock.fileno()] = (sock, index, time.monotonic() + CONNECT_RETRY_SECONDS)
-        self.epoll.register(sock.fileno(), EPOLLOUT)
+        self.epoll.register(sock.fileno(), select.EPOLLOUT)
 
     # -- ping-pong ---------------------------------------------------------------------
     def _closed_loop(self, batches: int, latencies: list[float]) -> None:
@@ -247,7 +245,7 @@ class LoadClient:
                 last_progress = now
                 for fd, mask in events:
                     conn = table[fd]
-                    if mask != EPOLLIN and not self._other_event(conn, mask):
+                    if mask != select.EPOLLIN and not self._other_event(conn, mask):
                         continue
                     data = read(fd, want)
                     if conn.got:
@@ -308,7 +306,7 @@ class LoadClient:
                 last_progress = now
                 for fd, mask in events:
                     conn = table[fd]
-                    if mask != EPOLLIN and not self._other_event(conn, mask):
+                    if mask != select.EPOLLIN and not self._other_event(conn, mask):
                         continue
                     data = read(fd, want)
                     if conn.got:
@@ -338,20 +336,20 @@ class LoadClient:
 
     def _short_write(self, conn: Conn, payload: bytes, sent: int) -> None:
         conn.unsent = payload[sent:]
-        self.epoll.modify(conn.fd, EPOLLIN | EPOLLOUT)
+        self.epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
 
     def _other_event(self, conn: Conn, mask: int) -> bool:
         """EPOLLOUT (room for an unsent tail), EPOLLERR or EPOLLHUP. True if there is
         something to read (an error or EOF shows up on the read itself)."""
-        if mask & EPOLLOUT and conn.unsent:
+        if mask & select.EPOLLOUT and conn.unsent:
             try:
                 sent = os.write(conn.fd, conn.unsent)
             except BlockingIOError:
                 sent = 0
             conn.unsent = conn.unsent[sent:]
             if not conn.unsent:
-                self.epoll.modify(conn.fd, EPOLLIN)
-        return bool(mask & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                self.epoll.modify(conn.fd, select.EPOLLIN)
+        return bool(mask & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP))
 
     def _partial_reply(self, conn: Conn, data: bytes, request: int) -> None:
         """Keep the first piece of a reply TCP split; anything else is a failure."""
@@ -382,7 +380,7 @@ class LoadClient:
         shift = {conn.fd: conn.index * 4099 % STREAM_CHUNK for conn in self.conns}
         for conn in self.conns:
             conn.sent = conn.done = 0
-            self.epoll.modify(conn.fd, EPOLLIN | EPOLLOUT)
+            self.epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
         active, last_progress = len(self.conns), time.monotonic()
         fd = -1
         try:
@@ -395,15 +393,15 @@ class LoadClient:
                 last_progress = now
                 for fd, mask in events:
                     conn = self.table[fd]
-                    if mask & EPOLLOUT and conn.sent < total:
+                    if mask & select.EPOLLOUT and conn.sent < total:
                         start = (shift[fd] + conn.sent) % STREAM_CHUNK
                         try:
                             conn.sent += os.write(fd, doubled[start:start + min(STREAM_CHUNK, total - conn.sent)])
                         except BlockingIOError:
                             pass
                         if conn.sent == total:
-                            self.epoll.modify(fd, EPOLLIN)
-                    if not mask & (EPOLLIN | EPOLLERR | EPOLLHUP):
+                            self.epoll.modify(fd, select.EPOLLIN)
+                    if not mask & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP):
                         continue
                     data = os.read(fd, min(STREAM_CHUNK, total - conn.done + 1))
                     start = (shift[fd] + conn.done) % STREAM_CHUNK
@@ -440,7 +438,7 @@ class LoadClient:
                 sock = self._new_socket(index)
                 pending[sock.fileno()] = sock
                 started[sock.fileno()] = t0
-                self.epoll.register(sock.fileno(), EPOLLOUT)
+                self.epoll.register(sock.fileno(), select.EPOLLOUT)
             deadline = time.monotonic() + self.workload.timeout
             completed = 0
             while pending:
@@ -451,12 +449,12 @@ class LoadClient:
                 now = time.perf_counter()
                 for fd, mask in events:
                     sock = pending[fd]
-                    if mask & EPOLLOUT:  # the handshake finished (or failed)
+                    if mask & select.EPOLLOUT:  # the handshake finished (or failed)
                         status = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                         if status:
                             raise self._connect_error(status)
                         sock.send(ping)
-                        self.epoll.modify(fd, EPOLLIN)
+                        self.epoll.modify(fd, select.EPOLLIN)
                         continue
                     data = got.pop(fd, b"") + sock.recv(len(ping) + 1)
                     if data != ping:

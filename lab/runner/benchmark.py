@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from lab.errors import describe_exit
-from lab.runner.submission import BenchmarkSpec
+from lab.process import child_setup
 from lab.runner.program import Program
+from lab.runner.submission import BenchmarkSpec
 
 THROUGHPUT = re.compile(r"([\d][\d,.]*)\s*(?:req(?:uests)?/s|rps)\b", re.IGNORECASE)
 TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
@@ -45,11 +46,13 @@ def run_benchmark(spec: BenchmarkSpec, server: Program, log_dir: Path) -> dict:
     """Start ``server``, run the client against it with a deadline, read the report."""
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    client_results = log_dir / "client-results"
     with server.running(log_dir / "server") as process:
-        argv = spec.argv_for(process.host, process.port, log_dir / "client-results")
+        argv = spec.argv_for(process.host, process.port, client_results)
         try:
             completed = subprocess.run(argv, cwd=spec.cwd, capture_output=True, text=True,
-                                       timeout=spec.timeout, stdin=subprocess.DEVNULL)
+                                       timeout=spec.timeout, stdin=subprocess.DEVNULL,
+                                       preexec_fn=child_setup())
             status, output = completed.returncode, completed.stdout + completed.stderr
         except subprocess.TimeoutExpired as expired:  # subprocess.run killed it already
             status, output = None, _text(expired.stdout) + _text(expired.stderr)
@@ -66,15 +69,16 @@ def run_benchmark(spec: BenchmarkSpec, server: Program, log_dir: Path) -> dict:
         summary = "the benchmark exited 0 but printed no 'N req/s' figure"
     else:
         summary = f"{spec.connections} x {spec.requests} requests: {figure}, exit 0 in {seconds:.1f} s"
-    report_found = spec.report.is_file()
+    report = spec.report_in(client_results)
+    report_found = report.is_file()
     return {
         "passed": status == 0 and figure is not None,
         "summary": summary,
         "status": status,
         "throughput": figure,
-        "report": spec.report.name,
+        "report": report.name,
         "report_found": report_found,
-        "table_rows": table_rows(spec.report.read_text(errors="replace")) if report_found else 0,
+        "table_rows": table_rows(report.read_text(errors="replace")) if report_found else 0,
     }
 
 

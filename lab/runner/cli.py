@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 from lab.errors import UsageError
+from lab.host import host_path
 from lab.runner.checklist import CHECKLIST, KINDS
 from lab.sandbox import SandboxLimits
 from lab.units import parse_duration, parse_size
@@ -120,7 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--ready-timeout", type=_duration, metavar="DURATION",
                      help="how long the program may take to start listening (default 15s)")
     _common(run)
-    run.set_defaults(handler=run_command)
+    # --list reads files and prints; it needs no epoll, so it runs on any host.
+    run.set_defaults(handler=run_command, runs_anywhere=lambda args: args.list)
 
     grade = subparsers.add_parser(
         "grade",
@@ -192,12 +194,14 @@ def _target(args: argparse.Namespace):
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from lab.runner.progress import Progress
-    from lab.runner.run import grade_program, load_scenarios
+    from lab.runner.scenario import load_scenarios
 
     if args.list:
         print(listing(load_scenarios(args.scenarios)))
         return 0
+    from lab.runner.progress import Progress
+    from lab.runner.run import grade_program
+
     report = grade_program(_target(args), args.only, results_dir=args.results, progress=Progress(),
                           scenarios=args.scenarios, junit=args.junit, strict=args.strict, repeat=args.repeat)
     return _print(report)
@@ -245,7 +249,7 @@ def _print(report) -> int:
     from lab.runner.report import terminal_table
 
     print(terminal_table(report))
-    print(f"results: {report.run_dir}")
+    print(f"results: {host_path(report.run_dir)}")
     sys.stdout.flush()
     return report.exit_status
 

@@ -37,13 +37,21 @@ def environment() -> dict:
     }
 
 
+def limits_line(env: dict, clients_needed: int) -> str:
+    """One line for the progress output: what the scenarios to run need, what this process got."""
+    return (f"pre-flight: the scenarios open up to {clients_needed:,} connection(s) at once (about "
+            f"{clients_needed + FD_MARGIN:,} fds); RLIMIT_NOFILE here is {env['nofile_soft']:,} "
+            f"(hard {env['nofile_hard']:,})")
+
+
 def check_limits(env: dict, clients_needed: int, scenario: str) -> list[str]:
     """Warnings for a scenario that opens ``clients_needed`` connections at once."""
     warnings = []
     if clients_needed + FD_MARGIN > env["nofile_hard"]:
         warnings.append(
             f"{scenario} opens {clients_needed:,} connections but RLIMIT_NOFILE is {env['nofile_hard']:,}: "
-            "some connects will fail on our side (raise it with ulimit -n)"
+            "some connects will fail on our side (raise it with ulimit -n; in a container, ask the "
+            "engine for more: LAB_NOFILE=N with lab --docker, --ulimit nofile=N:N with docker run)"
         )
     if env["somaxconn"] and clients_needed > env["somaxconn"]:
         warnings.append(

@@ -32,7 +32,7 @@ class Progress:
         )
 
     def note(self, text: str) -> None:
-        self._line(f"[{self.program}] {text}", final=True)
+        self._line(f"[{self.program}] {text}" if self.program else text, final=True)
 
     def done(self) -> None:
         if self.tty:

@@ -29,36 +29,12 @@ from lab.runner.progress import Progress
 from lab.runner import diagnosis, stability
 from lab.runner.stability import MAX_REPEAT
 from lab.runner.report import RunDirectory, RunReport, junit_xml, results_json, scorecard_markdown
-from lab.runner.scenario import Scenario, check_needs, load_scenario
-from lab.runner.submission import REPO_ROOT, BenchmarkSpec, Submission
+from lab.runner.scenario import Scenario, check_needs, load_scenarios
+from lab.runner.submission import BenchmarkSpec, Submission
 from lab.runner.program import Program
 from lab.process import StartError
 
-SCENARIOS_DIR = REPO_ROOT / "scenarios"
 DEFAULT_RESULTS = Path("results")
-
-
-def load_scenarios(paths: Sequence[str | Path] = ()) -> dict[str, Scenario]:
-    """Scenario files by name, from files and folders (default: the shipped ``scenarios/``)."""
-    files: list[Path] = []
-    for path in map(Path, paths or [SCENARIOS_DIR]):
-        if path.is_dir():
-            found = sorted(path.glob("*.toml"))
-            if not found:
-                raise UsageError(f"{path}: no *.toml scenario files in this folder")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise UsageError(f"{path}: no such scenario file or folder")
-    scenarios: dict[str, Scenario] = {}
-    for file in files:
-        scenario = load_scenario(file)
-        if scenario.name in scenarios and scenarios[scenario.name].path != scenario.path:
-            first = scenarios[scenario.name].path
-            raise UsageError(f"{file}: a scenario named {scenario.name!r} is already loaded from {first}")
-        scenarios[scenario.name] = scenario
-    return scenarios
 
 
 def _scenarios_for(items: Sequence[Item], scenarios: dict[str, Scenario], explicit: bool) -> list[str]:
@@ -149,6 +125,8 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
     warnings = _limit_warnings(environment, plans, scenarios)
     progress = output.progress
     if progress is not None:
+        most_clients = max((scenarios[name].max_clients for names in plans.values() for name in names), default=0)
+        progress.note(preflight.limits_line(environment, most_clients))
         for warning in warnings:
             progress.note(f"warning: {warning}")
 

@@ -1,15 +1,16 @@
 """Scenario files: the schema as data, and parsing that names the file, the step and the field.
 
-A scenario is one TOML file under ``scenarios/``: a description, optionally ``nofile`` (the
-RLIMIT_NOFILE the target starts with), and ``[[steps]]`` run in order against one fresh
-instance of the target. Each step has an ``action`` from ``ACTIONS`` and the fields that action
+A scenario is one TOML file: the shipped ones live in the top-level ``scenarios/`` folder,
+installed with the lab as the package data ``lab.scenarios``. A file has a description,
+optionally ``nofile`` (the RLIMIT_NOFILE the target starts with), and ``[[steps]]`` run in
+order against one fresh instance of the target. Each step has an ``action`` from ``ACTIONS`` and the fields that action
 takes; a step with ``save = "name"`` records what it measured under that name, which the
 checklist reads as ``"scenario/name"``. Sizes and durations are human (``10MiB``, ``500ms``).
 
 Validation happens on load, before anything runs: an unknown action or field, a missing or
 mistyped field, a negative size, a group used before a ``connect`` created it, a duplicate
 ``save`` or a TOML syntax error raises ``ScenarioError`` naming the file, the step and the field.
-Nothing here does I/O except ``load_scenario`` reading the file.
+Nothing here does I/O except ``load_scenario`` and ``load_scenarios`` reading the files.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import signal
 import string
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from lab.errors import UsageError
@@ -260,6 +263,34 @@ def load_scenario(path: Path) -> Scenario:
     except ValueError:  # a NUL byte in the path
         raise ScenarioError(f"{path!r}: not a file name (it holds a NUL byte)") from None
     return parse_scenario(text, str(path))
+
+
+def shipped_scenarios() -> Path:
+    """The folder of the scenarios shipped with the lab, wherever the lab is installed."""
+    return Path(resources.files("lab.scenarios"))
+
+
+def load_scenarios(paths: Sequence[str | Path] = ()) -> dict[str, Scenario]:
+    """Scenario files by name, from files and folders (default: the shipped scenarios)."""
+    files: list[Path] = []
+    for path in map(Path, paths or [shipped_scenarios()]):
+        if path.is_dir():
+            found = sorted(path.glob("*.toml"))
+            if not found:
+                raise UsageError(f"{path}: no *.toml scenario files in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such scenario file or folder")
+    scenarios: dict[str, Scenario] = {}
+    for file in files:
+        scenario = load_scenario(file)
+        if scenario.name in scenarios and scenarios[scenario.name].path != scenario.path:
+            first = scenarios[scenario.name].path
+            raise UsageError(f"{file}: a scenario named {scenario.name!r} is already loaded from {first}")
+        scenarios[scenario.name] = scenario
+    return scenarios
 
 
 def _convert(where: str, name: str, value: object, kind: str):

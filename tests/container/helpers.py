@@ -3,9 +3,9 @@
 Everything started here has a name unique to this run (image tag, compose project, container),
 so runs and xdist workers can share an engine, and everything is removed even when a test
 fails. Environment passed through to builds and compose: BASE_IMAGE (CI's stand-in base
-image), LAB_NOFILE (CI's engine refuses more than 20000 open files), LAB_COMPOSE (the compose
-command, e.g. ``docker-compose``; by default ``docker compose`` when present, else
-``docker-compose``).
+image), LAB_NOFILE (for the SDK path: CI's engine refuses more than 20000 open files),
+LAB_COMPOSE (the compose command; by default ``docker compose``, Compose v2, which README's
+commands use).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import shlex
 import shutil
 import socket
@@ -49,20 +48,14 @@ def remove_image(client, tag: str) -> None:
 
 
 def lab_env(image: str, **extra: str) -> dict[str, str]:
-    """The environment for a ``lab`` or compose process that must use the test image.
-    Without LAB_NOFILE (CI sets it from ci/docker-engine.sh), containers get the lab's
-    default or this machine's hard open-file limit, whichever is lower: an engine on this
-    machine cannot grant a container more than it has itself."""
-    env = {**os.environ, lab_container.IMAGE_ENV: image, **extra}
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nofile = lab_container.DEFAULT_NOFILE
-    if hard != resource.RLIM_INFINITY:
-        nofile = min(hard, nofile)
-    env.setdefault(lab_container.NOFILE_ENV, str(nofile))
-    return env
+    """The environment for a ``lab`` or compose process that must use the test image. The
+    containers get the engine's default open-file limit, as a user's would, unless
+    LAB_NOFILE is set (CI sets it from ci/docker-engine.sh for the SDK path)."""
+    return {**os.environ, lab_container.IMAGE_ENV: image, **extra}
 
 
 def compose_command() -> list[str] | None:
+    """LAB_COMPOSE, else Compose v2 (``docker compose``) when installed, else None."""
     chosen = os.environ.get("LAB_COMPOSE")
     if chosen:
         return shlex.split(chosen)
@@ -70,8 +63,39 @@ def compose_command() -> list[str] | None:
     if docker_cli and subprocess.run([docker_cli, "compose", "version"], capture_output=True,
                                      timeout=COMMAND_TIMEOUT).returncode == 0:
         return [docker_cli, "compose"]
-    v1 = shutil.which("docker-compose")
-    return [v1] if v1 else None
+    return None
+
+
+def fresh_clone(destination: Path, owner: tuple[int, int]) -> Path:
+    """What ``git clone`` of this checkout would give (its tracked and new, not ignored,
+    files, as they are now), with results/ belonging to ``owner``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, check=True, timeout=COMMAND_TIMEOUT).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    results = destination / "results"
+    results.mkdir(exist_ok=True)
+    for path in (results, *results.rglob("*")):
+        os.chown(path, *owner)
+    destination.chmod(0o755)
+    return destination
+
+
+def readme_env() -> dict[str, str]:
+    """The environment of a user following README: no LAB_* variable (BASE_IMAGE stays, since
+    CI reaches no registry to pull the default base from)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("LAB_")}
+
+
+def run_compose(command: list[str], project_dir: Path, env: dict[str, str], *args: str,
+                timeout: float = GRADE_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run compose in project_dir as a user would; stdout and stderr together in .stdout."""
+    return subprocess.run([*command, *args], cwd=project_dir, env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,8 @@
-"""compose.yaml against a real engine, with the compose that is installed (v1 on CI).
+"""compose.yaml against a real engine, with Compose v2 (``docker compose``), as README says.
 
-The grader run is the product for users without epoll; the servers are for hand testing from
-the host. Every project has a unique name and random host ports, and is taken down after.
+The grader run is the product for users without epoll: it must work in a fresh clone with no
+variable set, whoever owns the results folder. The servers are for hand testing from the host.
+Every project has a unique name and random host ports, and is taken down after.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import pytest
 from lab.servers import KINDS as SERVER_KINDS
 
 from .helpers import (
-    GRADE_TIMEOUT,
     compose_project,
+    fresh_clone,
     load_results,
     only_run_dir,
+    readme_env,
+    run_compose,
     run_id,
     score_of,
     wait_for_echo,
@@ -26,23 +29,42 @@ RANDOM_HOST_PORTS = {f"LAB_PORT_{kind.upper()}": "0" for kind in SERVER_KINDS}
 STOP_TIMEOUT = 30
 
 
-def test_compose_up_grades_the_reference_servers_into_host_results(
-    compose_cli, lab_image, docker_engine, tmp_path
-):
-    results = tmp_path / "results"
-    results.mkdir()
-    # The image's user (uid 1000) writes here, as it would in a student's checkout.
-    results.chmod(0o777)
-    with compose_project(compose_cli, lab_image, tmp_path, LAB_RESULTS=str(results)) as project:
-        # No profile: plain `up` must start the grader alone (the servers are in a profile).
-        done = project.run("up", "--build", "--exit-code-from", "grade", timeout=GRADE_TIMEOUT)
+def test_compose_up_grades_a_fresh_clone_with_no_variables(compose_cli, docker_engine, tmp_path):
+    """README's command, exactly, in a fresh clone whose results/ belongs to uid 1001 (neither
+    root nor the image's user): 100/100, and the results belong to uid 1001."""
+    clone = fresh_clone(tmp_path / "clone", owner=(1001, 1001))
+    project = f"labtest{run_id()}"
+    env = readme_env()
+    try:
+        done = run_compose(compose_cli, clone, env, "-p", project, "up", "--build", "--exit-code-from", "grade")
         started = docker_engine.containers.list(
-            all=True, filters={"label": f"com.docker.compose.project={project.name}"})
+            all=True, filters={"label": f"com.docker.compose.project={project}"})
+        # No profile: plain `up` must start the grader alone (the servers are in a profile).
         assert [c.labels["com.docker.compose.service"] for c in started] == ["grade"]
+    finally:
+        run_compose(compose_cli, clone, env, "-p", project, "down", "--volumes", "--remove-orphans")
     assert done.returncode == 0, done.stdout[-4000:]
-    run_dir = only_run_dir(results)
+    run_dir = only_run_dir(clone / "results")
     assert score_of(load_results(run_dir)) == (100, 100)
-    assert run_dir.stat().st_uid == 1000, "the grader ran as root, not as the image's user"
+    owners = {(path.stat().st_uid, path.stat().st_gid) for path in (run_dir, *run_dir.rglob("*"))}
+    assert owners == {(1001, 1001)}
+    # The scorecard names the folder as the host sees it, not the container's /lab/results.
+    assert f"results: ./results/{run_dir.name}" in done.stdout
+
+
+@pytest.mark.parametrize("owner", [(0, 0), (1000, 1000), (4242, 4343)], ids=["root", "uid1000", "uid4242"])
+def test_compose_writes_results_as_the_folder_owner_whoever_that_is(compose_cli, tmp_path, owner):
+    clone = fresh_clone(tmp_path / "clone", owner=owner)
+    project = f"labtest{run_id()}"
+    env = readme_env()
+    try:
+        done = run_compose(compose_cli, clone, env, "-p", project, "run", "--rm", "grade",
+                           "run", "--target", "level", "--only", "level.echoes", "--results", "/lab/results")
+    finally:
+        run_compose(compose_cli, clone, env, "-p", project, "down", "--volumes", "--remove-orphans")
+    assert done.returncode == 0, done.stdout[-4000:]
+    run_dir = only_run_dir(clone / "results")
+    assert (run_dir.stat().st_uid, run_dir.stat().st_gid) == owner
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,25 @@ def run_in_image(client, image: str, shell: str, **options) -> str:
     return output.decode()
 
 
-def test_image_runs_as_a_non_root_user_by_default(docker_engine, lab_image):
-    assert run_in_image(docker_engine, lab_image, "id -u; id -un").split() == ["1000", "lab"]
+def test_image_runs_lab_as_a_non_root_user_by_default(docker_engine, lab_image):
+    # The entrypoint starts as root and drops to the owner of /lab/results (the image's own
+    # `lab` user when no host folder is mounted there); a stand-in `lab` says who it runs as.
+    shell = ("mkdir -p /tmp/stand-in && printf '#!/bin/sh\\nid -u; id -un; id -G\\n' > /tmp/stand-in/lab "
+             "&& chmod 755 /tmp/stand-in/lab && PATH=/tmp/stand-in:$PATH exec python3 -m lab.entrypoint grade "
+             "--results /lab/results")
+    assert run_in_image(docker_engine, lab_image, shell).split() == ["1000", "lab", "1000"]
+
+
+def test_started_as_another_user_the_image_runs_as_that_user(docker_engine, lab_image):
+    # The SDK path passes the caller's uid: nothing to drop, and the command just runs.
+    output = client_run(docker_engine, lab_image, ["run", "--list"], user="4242:4242")
+    assert "edge.drains" in output
+
+
+def client_run(client, image: str, command: list[str], **options) -> str:
+    """Run a lab command through the image's own entrypoint; its output."""
+    return client.containers.run(image, command, remove=True, init=True,
+                                 name=f"labtest-image-{run_id()}", **options).decode()
 
 
 def test_image_carries_no_build_tools_and_little_beyond_its_base(docker_engine, lab_image):

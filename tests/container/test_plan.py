@@ -8,6 +8,7 @@ import pytest
 
 from lab.container import HostFacts, plan_container
 from lab.errors import UsageError
+from lab.host import HOST_PATH_ENV, host_view
 
 LINUX = HostFacts(cwd=Path("/home/student/lab"), posix=True, user="1000:1000", linux=True)
 MACOS = HostFacts(cwd=Path("/Users/student/lab"), posix=True, user="501:20", linux=False)
@@ -111,6 +112,14 @@ def test_windows_working_folder_appears_as_host_folder():
     assert plan.working_dir == "/host"
     assert plan.mounts == {str(WINDOWS.cwd): "/host"}
     assert plan.user is None
+    # What the lab prints inside (the results folder) is mapped back to the Windows path.
+    assert host_view(Path("/host/out/run-1"), plan.environment[HOST_PATH_ENV]) == r"C:\Users\student\lab\out\run-1"
+
+
+@pytest.mark.parametrize("host", [LINUX, MACOS], ids=["linux", "macos"])
+def test_posix_paths_need_no_mapping_back(host):
+    # Mounted at their own path, the paths the lab prints are the host's already.
+    assert plan_container(["grade"], host).environment == {}
 
 
 def test_windows_results_outside_the_working_folder_are_refused():

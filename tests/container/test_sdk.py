@@ -121,8 +121,11 @@ def test_docker_serve_publishes_its_port_and_sigterm_stops_it_gracefully(
     # 143: the CLI's own SIGTERM status, after it stopped and removed the container.
     assert status == 128 + signal.SIGTERM, stderr[-2000:]
     assert cli_containers(docker_engine, lab_image) == []
-    # The server's final counters, written as it exits on its own terms (not SIGKILLed).
-    counters = json.loads(stderr.strip().splitlines()[-1])
+    # The server's final counters, written as it exits on its own terms (not SIGKILLed),
+    # then the CLI's own word on the signal.
+    *_, counters_line, said = stderr.strip().splitlines()
+    assert said == "lab serve: terminated (SIGTERM)"
+    counters = json.loads(counters_line)
     assert (counters["server"], counters["opened"], counters["closed"]) == (kind, 1, 1)
 
 

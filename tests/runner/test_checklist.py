@@ -15,7 +15,7 @@ from lab.runner.checklist import (
     total_points,
 )
 from lab.runner.grading import JUDGES
-from lab.runner.run import load_scenarios
+from lab.runner.scenario import load_scenarios
 from lab.runner.scenario import check_needs
 
 RUBRIC = {"level": 20, "edge": 25, "errors": 15, "cleanup": 20, "bonus": 20}

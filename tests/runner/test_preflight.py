@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.runner.preflight import check_limits, check_nofile, environment
+from lab.runner.preflight import check_limits, check_nofile, environment, limits_line
 from lab.runner.scenario import ScenarioError, parse_scenario
 
 ROOMY = {"nofile_soft": 20000, "nofile_hard": 20000, "somaxconn": 4096, "local_port_range": [32768, 60999]}
@@ -33,6 +33,12 @@ def test_a_scenario_beyond_the_limits_warns(changes, words):
     warnings = check_limits({**ROOMY, **changes}, 1000, "burst-connects")
     assert len(warnings) == 1
     assert warnings[0].startswith("burst-connects") and words in warnings[0]
+
+
+def test_the_pre_flight_line_says_what_the_scenarios_need_and_what_was_granted():
+    line = limits_line({**ROOMY, "nofile_soft": 4096, "nofile_hard": 20000}, 1000)
+    assert line == ("pre-flight: the scenarios open up to 1,000 connection(s) at once (about 1,064 fds); "
+                    "RLIMIT_NOFILE here is 4,096 (hard 20,000)")
 
 
 def _scenario(nofile: int | None):

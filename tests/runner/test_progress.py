@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from lab.runner.run import load_scenarios
+from lab.runner.scenario import load_scenarios
 from lab.runner.progress import Progress
 
 

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from lab.runner.run import SCENARIOS_DIR, load_scenarios
-from lab.runner.scenario import ACTIONS, ScenarioError, load_scenario, parse_scenario
+from lab.runner.scenario import (
+    ACTIONS,
+    ScenarioError,
+    load_scenario,
+    load_scenarios,
+    parse_scenario,
+    shipped_scenarios,
+)
 
 ISSUE_SCENARIOS = {
     "burst-connects", "stream-10mib", "burst-then-wait", "slow-reader", "idle-timeout",
@@ -19,12 +25,12 @@ def test_the_shipped_scenarios_cover_the_issue():
 
 
 def test_sizes_and_durations_are_human():
-    scenario = load_scenario(SCENARIOS_DIR / "stream-10mib.toml")
+    scenario = load_scenario(shipped_scenarios() / "stream-10mib.toml")
     stream = next(step for step in scenario.steps if step.action == "stream")
     assert stream.params["size"] == 10 * 1024 * 1024
     assert stream.params["timeout"] == 60.0
-    assert load_scenario(SCENARIOS_DIR / "burst-connects.toml").max_clients == 1000
-    assert load_scenario(SCENARIOS_DIR / "fd-exhaustion.toml").nofile == 64
+    assert load_scenario(shipped_scenarios() / "burst-connects.toml").max_clients == 1000
+    assert load_scenario(shipped_scenarios() / "fd-exhaustion.toml").nofile == 64
 
 
 def test_defaults_fill_optional_fields():

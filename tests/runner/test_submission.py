@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lab.runner.benchmark import table_rows, throughput
-from lab.runner.submission import SubmissionError, load_submission, parse_submission, reference
+from lab.runner.submission import BenchmarkSpec, SubmissionError, load_submission, parse_submission, reference
 
 FULL = """
 name = "alice"
@@ -71,7 +71,23 @@ def test_the_reference_submission_is_our_five_servers_and_lab_bench():
     submission = reference()
     assert set(submission.programs) == {"level", "edge", "oneshot", "timeout", "graceful"}
     assert submission.benchmark.argv[1:4] == ("-m", "lab", "bench")
-    assert submission.benchmark.report.name == "PERFORMANCE.md"
+    # Its report is the bench.md that lab bench writes into the run's own folder, found
+    # wherever the lab is installed (no path into a checkout).
+    assert str(submission.benchmark.report) == "{results}/bench-*/bench.md"
+
+
+def test_a_report_pattern_finds_the_newest_report_in_the_results_folder(tmp_path):
+    spec = reference().benchmark
+    assert not spec.report_in(tmp_path).is_file()  # nothing written yet: the pattern, not found
+    for stamp in ("20260101T000000Z", "20260102T000000Z"):
+        (tmp_path / f"bench-{stamp}").mkdir()
+        (tmp_path / f"bench-{stamp}" / "bench.md").write_text(stamp)
+    assert spec.report_in(tmp_path).read_text() == "20260102T000000Z"
+
+
+def test_a_plain_report_path_is_used_as_it_is(tmp_path):
+    spec = BenchmarkSpec(argv=("./b",), report=tmp_path / "PERFORMANCE.md")
+    assert spec.report_in(tmp_path / "elsewhere") == tmp_path / "PERFORMANCE.md"
 
 
 @pytest.mark.parametrize(
