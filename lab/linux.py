@@ -1,4 +1,5 @@
-"""Thin bindings for timerfd, signalfd and prctl(PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER).
+"""Thin bindings for timerfd, signalfd, prctl (PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER) and
+FIONREAD on a socket.
 
 Python 3.13 added ``os.timerfd_create`` and ``os.timerfd_settime``; on older Pythons, and for
 signalfd and prctl (which ``os`` lacks), the libc functions are called through ctypes. Every failure
@@ -31,6 +32,7 @@ CLOCK_MONOTONIC = time.CLOCK_MONOTONIC
 # TFD_* and SFD_* share their values with O_NONBLOCK and O_CLOEXEC (see timerfd_create(2)).
 NONBLOCK_CLOEXEC = os.O_NONBLOCK | os.O_CLOEXEC
 _EXPIRATIONS = struct.Struct("=Q")
+_INT = struct.Struct("=i")
 _SIGINFO_SIZE = 128
 _SIGSET_BYTES = 128  # glibc's sigset_t (1024 bits); the kernel reads only the first 8
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36  # <linux/prctl.h>
@@ -115,6 +117,14 @@ def set_child_subreaper() -> None:
     """prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process
     (not to init), so a daemon that double-forks away from its launcher stays findable."""
     _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def unread_bytes(fd: int) -> int:
+    """FIONREAD (SIOCINQ for a TCP socket): bytes received on ``fd`` and not yet read."""
+    import fcntl  # here: this module also loads where a process starts, on any host
+    import termios
+
+    return _INT.unpack(fcntl.ioctl(fd, termios.FIONREAD, bytes(_INT.size)))[0]
 
 
 def set_parent_death_signal(signum: int) -> None:

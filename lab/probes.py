@@ -8,6 +8,10 @@ module relies on (checked against real output on Linux 6.x, see tests/test_probe
   ``)``, so fields are counted after the LAST ``)``. utime and stime (fields 14 and 15) are in
   clock ticks (``SC_CLK_TCK``) and exclude waited-for children.
 - ``/proc/PID/status``: ``VmRSS:  14436 kB`` (kB means KiB) and ``Threads:  1``.
+- ``/proc/PID/task/TID/schedstat``: ``580258 2997109 3``: nanoseconds on a CPU, nanoseconds
+  runnable but waiting for one, and timeslices. A task that spins is always runnable, so on a
+  loaded machine its run + wait time still adds up to the wall clock while its CPU time does
+  not; a task that sleeps in epoll_wait() is neither.
 - ``/proc/PID/fd/N`` is a symlink: ``socket:[6328]``, ``anon_inode:[eventpoll]``,
   ``anon_inode:[timerfd]``, ``anon_inode:[signalfd]``, ``pipe:[6013]`` or a path. An fd may be
   closed between listing the directory and reading the link; that is a race, not an error.
@@ -112,6 +116,7 @@ class CpuTimes:
         return CpuTimes(self.user - earlier.user, self.system - earlier.system)
 
 
+STATE_INDEX = 0  # field 3 of stat: R running, S sleeping, T stopped, t traced, Z zombie, ...
 UTIME_INDEX = 11  # field 14 of stat, counted from field 3 (the first one after "comm)")
 STIME_INDEX = 12
 
@@ -126,6 +131,15 @@ def parse_stat(text: str, clock_ticks: int) -> CpuTimes:
         user=int(fields[UTIME_INDEX]) / clock_ticks,
         system=int(fields[STIME_INDEX]) / clock_ticks,
     )
+
+
+def stat_state(text: str) -> str:
+    """The one-letter state of a /proc/PID/stat line (``T`` for stopped by SIGSTOP)."""
+    _, paren, rest = text.rpartition(")")
+    fields = rest.split()
+    if not paren or not fields:
+        raise ValueError(f"not a stat line: {text[:60]!r}")
+    return fields[STATE_INDEX]
 
 
 def parse_status(text: str) -> dict[str, str]:
@@ -160,6 +174,34 @@ def cpu_times(pid: int) -> CpuTimes:
     clock_ticks = os.sysconf("SC_CLK_TCK")
     text = _read(pid, "stat")
     return _parse_with(lambda t: parse_stat(t, clock_ticks), text, f"/proc/{pid}/stat")
+
+
+def parse_schedstat(text: str) -> float:
+    """Seconds on a CPU plus seconds waiting for one, from a schedstat line."""
+    fields = text.split()
+    if len(fields) < 2 or not all(f.isdigit() for f in fields[:2]):
+        raise ValueError(f"not a schedstat line: {text[:60]!r}")
+    return (int(fields[0]) + int(fields[1])) / 1e9
+
+
+def runnable_seconds(pid: int) -> float:
+    """Seconds the threads of ``pid`` have been running or waiting to run, summed (threads
+    that exited meanwhile are not counted)."""
+    path = f"{PROC}/{pid}/task"
+    try:
+        tids = os.listdir(path)
+    except (FileNotFoundError, ProcessLookupError):
+        raise ProcessGone(pid, path) from None
+    total = 0.0
+    for tid in tids:
+        where = f"{path}/{tid}/schedstat"
+        try:
+            with open(where, encoding="ascii") as f:
+                text = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # that thread exited while we looked
+        total += _parse_with(parse_schedstat, text, where)
+    return total
 
 
 def rss_bytes(pid: int) -> int:
@@ -266,6 +308,24 @@ def environ_has(pid: int, entry: str) -> bool:
 def socket_inodes(pid: int) -> set[int]:
     """Inodes of the sockets ``pid`` holds fds for."""
     return {entry.inode for entry in fds_of_kind(pid, SOCKET)}
+
+
+def thread_states(pid: int) -> list[str]:
+    """The state letter of each thread of ``pid`` (/proc/PID/task/TID/stat). A process sent
+    SIGSTOP is stopped only once every thread shows ``T``: the signal takes effect when each
+    thread next enters the kernel, not when kill() returns."""
+    try:
+        tids = os.listdir(f"{PROC}/{pid}/task")
+    except FileNotFoundError:
+        raise ProcessGone(pid, f"{PROC}/{pid}/task") from None
+    states = []
+    for tid in tids:
+        try:
+            text = _read(pid, f"task/{tid}/stat")
+        except ProcessGone:
+            continue  # that thread exited meanwhile
+        states.append(_parse_with(stat_state, text, f"/proc/{pid}/task/{tid}/stat"))
+    return states
 
 
 # -- file descriptors ------------------------------------------------------------------------
@@ -608,19 +668,19 @@ def _local_address(row: str) -> str:
     return fields[1] if len(fields) > 1 else ""
 
 
-def parse_proc_net_tcp(text: str, port: int | None = None) -> list[TcpSocket]:
+def parse_proc_net_tcp(text: str, port: int | None = None, ports: Iterable[int] = ()) -> list[TcpSocket]:
     """Every socket row of a /proc/net/tcp or tcp6 table (the header line is skipped), or
-    only the rows whose LOCAL port is ``port``.
+    only the rows whose LOCAL port is ``port`` or one of ``ports``.
 
     Discussion: a busy machine's table can hold 100,000+ rows (TIME_WAIT left by benchmarks),
     and a probe wants the few on one port. Rows on other ports are dropped by a string test
     on the local address (``...:1F90`` for 8080) before any parsing: that is what keeps a probe
     at the cost of reading the file.
     """
-    suffix = None if port is None else f":{port:04X}"
+    wanted = {f":{p:04X}" for p in ([] if port is None else [port]) + list(ports)}
     sockets = []
     for line in text.splitlines()[1:]:
-        if suffix and not _local_address(line).endswith(suffix):
+        if wanted and _local_address(line)[-5:] not in wanted:
             continue
         fields = line.split()
         if not fields:
@@ -645,10 +705,10 @@ def parse_proc_net_tcp(text: str, port: int | None = None) -> list[TcpSocket]:
     return sockets
 
 
-def tcp_sockets(pid: int | str = "self", *, port: int | None = None) -> list[TcpSocket]:
+def tcp_sockets(pid: int | str = "self", *, port: int | None = None, ports: Iterable[int] = ()) -> list[TcpSocket]:
     """TCP sockets (IPv4 and IPv6) of the network namespace ``pid`` lives in, optionally
     only those whose LOCAL port is ``port`` (a server's listening socket and its accepted
-    connections)."""
+    connections) or one of ``ports`` (both ends of some connections, in one read)."""
     sockets = []
     for table in ("net/tcp", "net/tcp6"):
         path = f"{PROC}/{pid}/{table}"
@@ -659,7 +719,7 @@ def tcp_sockets(pid: int | str = "self", *, port: int | None = None) -> list[Tcp
             if os.path.exists(f"{PROC}/{pid}"):
                 continue  # a kernel without IPv6 has no tcp6 table
             raise ProcessGone(pid, path) from None
-        sockets += _parse_with(lambda t: parse_proc_net_tcp(t, port), text, path)
+        sockets += _parse_with(lambda t: parse_proc_net_tcp(t, port, ports), text, path)
     return sockets
 
 

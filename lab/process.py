@@ -254,7 +254,7 @@ class ServerProcess:
             _kill(self.pid, signum)
 
     def freeze(self) -> None:
-        """SIGSTOP the process group: the kernel keeps queueing for it (connections in the
+        """SIGSTOP the whole tree: the kernel keeps queueing for it (connections in the
         backlog, bytes and FINs in socket buffers, signals) until ``thaw``."""
         self._signal_group(signal.SIGSTOP)
 

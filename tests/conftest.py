@@ -11,6 +11,7 @@ which keeps the tests safe under ``pytest -n auto``.
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import socket
 import sys
@@ -58,20 +59,23 @@ class LabServer:
 
 @pytest.fixture
 def serve(tmp_path):
-    """Factory: ``serve("edge", "--max-buffer", "64KiB", nofile=32, stats=True)`` starts a lab
-    server on a free port and returns a LabServer once it prints ``listening on HOST:PORT``.
+    """Factory: ``serve("edge", "--max-buffer", "64KiB", nofile=32, stats=True, env={...})``
+    starts a lab server on a free port (``env`` added to ours) and returns a LabServer once it
+    prints ``listening on HOST:PORT``.
 
     Every server is stopped at teardown, and a server that printed a Python traceback fails
     the test: no client behaviour may crash a server's loop."""
     started: list[LabServer] = []
 
-    def start(kind: str, *options: str, nofile: int | None = None, stats: bool = True) -> LabServer:
+    def start(kind: str, *options: str, nofile: int | None = None, stats: bool = True,
+              env: dict[str, str] | None = None) -> LabServer:
         log_dir = tmp_path / f"{kind}-{len(started)}"
         stats_file = log_dir / "stats.json" if stats else None
         argv = [sys.executable, "-m", "lab", "serve", kind, "--port", "0"]
         if stats_file is not None:
             argv += ["--stats-file", str(stats_file)]
         process = ServerProcess([*argv, *options], log_dir=log_dir, nofile=nofile,
+                                env={**os.environ, **env} if env else None,
                                 ready_timeout=STEP_TIMEOUT)
         server = LabServer(kind, process, stats_file)
         started.append(server)

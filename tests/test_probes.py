@@ -97,6 +97,10 @@ def test_parse_stat_counts_fields_after_a_comm_with_spaces_and_parens():
     assert probes.parse_stat(tricky, clock_ticks=100) == probes.CpuTimes(2.5, 0.75)
 
 
+def test_stat_state_is_the_letter_after_a_comm_with_parens():
+    assert probes.stat_state(STAT.replace("(python3) R", "(a) (T) S")) == "S"
+
+
 @pytest.mark.parametrize("text", ["", "4266 (python3) R 1 2", "no parens at all " * 5])
 def test_parse_stat_rejects_non_stat_text(text):
     with pytest.raises(ValueError):
@@ -254,6 +258,19 @@ def test_proc_net_tcp_rows_on_one_local_port(port, expected):
     assert all(r.local_port == port for r in rows)
 
 
+def test_proc_net_tcp_rows_on_several_local_ports_in_one_read():
+    rows = probes.parse_proc_net_tcp(PROC_NET_TCP, ports=[0x9BC7, 0x8F36])
+    assert [(r.local_port, r.state) for r in rows] == [
+        (0x9BC7, "LISTEN"), (0x8F36, "FIN_WAIT1"), (0x9BC7, "CLOSE_WAIT"),
+    ]  # fmt: skip
+
+
+def test_schedstat_is_run_plus_wait_in_seconds():
+    assert probes.parse_schedstat("580258000 2997109000 3\n") == pytest.approx(3.577367)
+    with pytest.raises(ValueError):
+        probes.parse_schedstat("not a schedstat line")
+
+
 def test_proc_net_tcp6_rows():
     (row,) = probes.parse_proc_net_tcp(PROC_NET_TCP6)
     assert (row.local_host, row.local_port, row.remote_host, row.state) == (
@@ -324,6 +341,13 @@ def test_cpu_rss_threads_of_this_process():
     finally:
         stop.set()
         worker.join()
+
+
+def test_runnable_seconds_grow_while_this_process_spins():
+    before = probes.runnable_seconds(ME)
+    deadline = time.monotonic() + 5
+    while probes.runnable_seconds(ME) < before + 0.05:  # this loop is the time being measured
+        assert time.monotonic() < deadline, "run + wait time did not grow while spinning for 5 s"
 
 
 def test_listed_fds_match_what_we_opened(epoll, listener):

@@ -220,13 +220,16 @@ def _gone(pid: int) -> bool:
 def test_a_shell_wrapper_that_does_not_exec_leads_to_the_server_it_started(tmp_path):
     """``sh -c 'server; true'`` forks the server and waits: the server is the child, and it
     (not the shell) is probed and signalled."""
-    with ServerProcess(_sh(f"{_python_line(LISTENER)}; true"), log_dir=tmp_path) as server:
+    # Exits 3 on SIGTERM: whether its status is read from its zombie or passed on by the shell
+    # (`exit "$?"`), it is 3, so a 3 proves the signal reached the server and not the shell.
+    exits_3 = "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))\n" + textwrap.dedent(LISTENER)
+    with ServerProcess(_sh(f'{_python_line(exits_3)}; exit "$?"'), log_dir=tmp_path) as server:
         assert server.pid != server.root_pid
         assert _holds_listener(server.pid, server.port) and not _holds_listener(server.root_pid, server.port)
         assert set(server.tree_pids()) == {server.root_pid, server.pid}
         server.send_signal(signal.SIGTERM)
-        assert server.wait(10) == 0  # the shell's `true` passed the end on
-        assert server.process.wait(10) == 0
+        assert server.wait(10) == 3
+        assert server.process.wait(10) == 3
     assert not server.running()
 
 

@@ -69,11 +69,15 @@ class Item:
 IDLE_CPU_MAX = 0.10  # fraction of one CPU while 100 connections sit idle
 EXHAUSTED_CPU_MAX = 0.50  # while accept() fails with EMFILE
 PENDING_CPU_MAX = 0.50  # while output waits for a reader that does not read
-RSS_GROWTH_MAX = 8 * 1024 * 1024  # while a slow reader leaves 10 MiB unread (a server that
-# buffers all of it grows by at least 10 MiB; the kernel's socket buffers are not in RSS)
+# Echo in the server's send queue (its reader's window closed): less and send() never had to wait
+OUTPUT_WAIT_MIN = 64 * 1024
+RSS_GROWTH_MAX = 8 * 1024 * 1024  # while a slow reader pushes until its writes stall (up to
+# 64 MiB): a server with no backpressure holds all but the ~4-10 MiB the kernel's socket queues
+# take (they are not in RSS) and grows by tens of MiB; one that pauses reading holds its cap
 SLOW_READER_LATENCY_MAX = 1.0  # seconds, another client's echo while one reader stalls
 EARLY_CLOSE_FRACTION = 0.9  # an idle close before 90 % of the idle timeout is too early
 DRAIN_SLACK = 1.0  # seconds past the drain timeout a graceful exit may take
+DRAIN_QUEUED_MIN = 128 * 1024  # bytes queued for the frozen server, so one 64 KiB read per edge leaves some
 
 BOTH = MANDATORY_KINDS
 
@@ -81,8 +85,9 @@ CHECKLIST: tuple[Item, ...] = (
     # -- level-triggered (20) ----------------------------------------------------------------
     Item("level.epoll_created", 4, "the epoll instance is created correctly", ("level",),
          ("burst-connects/loaded",),
-         "an eventpoll fd whose interest list holds the listening socket",
-         "no epoll fd in /proc/PID/fd, or the listening socket is not registered in it"),
+         "an eventpoll fd whose interest list holds the listening socket and the clients, "
+         "level-triggered (no EPOLLET)",
+         "no epoll fd in /proc/PID/fd, or the listening socket or the clients are not registered in it"),
     Item("level.accepts", 4, "new connections are accepted", ("level",),
          ("burst-connects/connect", "burst-connects/echo"),
          "1,000 concurrent clients connected and answered",
@@ -109,16 +114,21 @@ CHECKLIST: tuple[Item, ...] = (
          "EPOLLET on every registered client fd",
          "register connections with EPOLLIN | EPOLLET"),
     Item("edge.drains", 5, "data is read until EAGAIN", ("edge",),
-         ("burst-then-wait/burst",),
-         "64 KiB sent in one write echoed whole within 5 s",
-         "the server does not read until EAGAIN under EPOLLET, so the rest waits for an edge that never comes"),
+         ("burst-then-wait/queued", "burst-then-wait/frozen", "burst-then-wait/burst",
+          "burst-then-wait/pair"),
+         "at least 128 KiB queued while the server was frozen, echoed whole after one wakeup with "
+         "nothing more sent; two clients that connected while it was frozen both served",
+         "the server does not read (or accept) until EAGAIN under EPOLLET, so the rest waits for "
+         "an edge that never comes"),
     Item("edge.write_buffering", 5, "write buffering is implemented", ("edge",),
          ("stream-10mib/stream", "slow-reader/finish"),
          "every byte echoed in order when send() is partial (SHA-256 equal, slow reader gets all)",
          "keep what send() did not take in a per-connection buffer and send it on EPOLLOUT"),
     Item("edge.epollout_control", 5, "EPOLLOUT is watched only while output is pending", ("edge",),
-         ("burst-connects/loaded", "slow-reader/stalled_cpu"),
-         "no idle connection registered for EPOLLOUT, and no spinning while output waits for a slow reader",
+         ("burst-connects/loaded", "burst-connects/quiet", "slow-reader/held", "slow-reader/stalled_cpu",
+          "slow-reader/finish"),
+         "no idle connection registered for EPOLLOUT; the slow reader's connection watching EPOLLOUT "
+         "while its echo waits, and no spinning meanwhile",
          "arm EPOLLOUT when send() leaves bytes behind (then wait for it) and disarm it once the buffer is empty"),
     # -- error handling (15) ----------------------------------------------------------------
     Item("errors.peer_reset", 5, "a client reset does not stop the server", BOTH,
@@ -128,9 +138,10 @@ CHECKLIST: tuple[Item, ...] = (
     Item("errors.abrupt_clients", 5, "abrupt and odd clients are handled", BOTH,
          ("faults/connect_close", "faults/empty", "faults/half_close", "faults/binary",
           "faults/after_abrupt"),
-         "connect-and-close, empty connection, half-close (the echo still comes), all 256 byte "
-         "values; then a new client is served",
-         "on EOF send what is pending, then close; never treat data as text"),
+         "connect-and-close, empty connection, half-close with the line and the FIN in one "
+         "wakeup (the echo still comes), all 256 byte values; then a new client is served",
+         "on EOF or EPOLLRDHUP read what came with it, send what is pending, then close; never "
+         "treat data as text"),
     Item("errors.fd_exhaustion", 5, "running out of fds is survived", BOTH,
          ("fd-exhaustion/exhausted", "fd-exhaustion/at_limit", "fd-exhaustion/recovered"),
          "with RLIMIT_NOFILE=64 and 100 clients: no spinning, and serving again once they leave",
@@ -145,8 +156,10 @@ CHECKLIST: tuple[Item, ...] = (
          "1,000 concurrent clients each get their line back",
          "a slow path per connection, a small backlog or a per-process fd limit below 1,000"),
     Item("cleanup.bounded_memory", 5, "memory stays bounded for a slow reader", BOTH,
-         ("slow-reader/idle", "slow-reader/pushed", "slow-reader/stalled", "slow-reader/other"),
-         "RSS growth under 8 MiB while 10 MiB wait for a reader, and others still served quickly",
+         ("slow-reader/idle", "slow-reader/pushed", "slow-reader/stalled", "slow-reader/held",
+          "slow-reader/other"),
+         "RSS growth under 8 MiB while a reader pushes until its writes stall (at most 64 MiB), "
+         "and others still served quickly",
          "cap the per-connection output buffer and stop reading (EPOLLIN off) while it is full"),
     Item("cleanup.idle_cpu", 5, "no busy loop while connections idle", BOTH,
          ("burst-connects/quiet",),
@@ -154,21 +167,26 @@ CHECKLIST: tuple[Item, ...] = (
          "something is always ready: EPOLLOUT armed on idle sockets under level triggering, or a zero timeout"),
     # -- bonus (20) -----------------------------------------------------------------------
     Item("bonus.oneshot", 5, "EPOLLONESHOT works (threads, re-armed)", ("oneshot",),
-         ("oneshot-concurrency/loaded", "oneshot-concurrency/rounds"),
-         "EPOLLONESHOT on client fds, 2+ threads, 50 clients x 20 messages echoed in order",
+         ("oneshot-concurrency/loaded", "oneshot-concurrency/rounds", "oneshot-concurrency/streams"),
+         "EPOLLONESHOT on client fds, 2+ threads, 50 clients x 20 messages echoed in order, "
+         "8 pipelined 1 MiB streams echoed in order",
          "after handling an fd, re-arm it with EPOLL_CTL_MOD, or it never reports again"),
     Item("bonus.timeout", 5, "idle connections time out (timerfd)", ("timeout",),
          ("idle-timeout/loaded", "idle-timeout/watch"),
          "a timerfd in the epoll set; idle clients closed within the idle timeout + one tick + 1 s, active ones kept",
          "read the timerfd's 8-byte count on each tick and close connections idle too long"),
     Item("bonus.graceful_shutdown", 5, "graceful shutdown on SIGTERM (signalfd)", ("graceful",),
-         ("sigterm-midload/loaded", "sigterm-midload/streams", "sigterm-midload/exit"),
-         "a signalfd for SIGTERM; on SIGTERM: no new connections, pending echoes sent, "
+         ("sigterm-midload/loaded", "sigterm-midload/filled", "sigterm-midload/signalled",
+          "sigterm-midload/drained", "sigterm-midload/exit", "sigterm-steady/streams",
+          "sigterm-steady/exit"),
+         "a signalfd for SIGTERM; on SIGTERM: no new connections, every byte read echoed (also "
+         "what the server held itself), a clean EOF and no reset while clients keep sending, "
          "exit 0 within the drain timeout",
          "block SIGINT/SIGTERM, read them from a signalfd in the epoll set, drain, then exit 0"),
     Item("bonus.benchmark", 5, "benchmark results are documented", (BENCHMARK,),
          (),
-         "the benchmark client verifies every reply and prints req/s; PERFORMANCE.md has a results table",
+         "the benchmark client verifies every reply and prints req/s; the lab sees its connections "
+         "to the server and the figure fits the run's time; PERFORMANCE.md has a results table",
          "run the benchmark against your edge server and record its numbers in PERFORMANCE.md"),
 )
 ITEM_BY_ID = {item.id: item for item in CHECKLIST}

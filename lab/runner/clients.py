@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 HOST = "127.0.0.1"
 RECV_SIZE = 256 * 1024
 SEND_CHUNK = 64 * 1024
+# A steady sender sends small chunks, so bytes keep arriving between any two of the server's reads.
+RATED_CHUNK = 8 * 1024
 # A pattern length that is not a power of two, so chunk boundaries drift through it and a
 # block echoed twice or out of order never lines up with what was expected.
 PATTERN = random.Random(0x5EED).randbytes((1 << 20) + 7)
@@ -43,6 +45,7 @@ CAUGHT_UP, SENT, EOF = "caught_up", "sent", "eof"  # what pump() waits for
 # A loop ends early once no byte has moved either way (and no connection ended) for this
 # long: a stalled server is failed in seconds, not after a whole stream's deadline.
 STALL_SECONDS = 5.0
+RATE_TICK = 0.005  # how often a steady sender is offered its next chunk
 
 
 def pattern_bytes(position: int, count: int) -> bytes:
@@ -82,6 +85,11 @@ class Client:
     messages_done: int = 0
     last_active: float = 0.0
     ended_at: float | None = None  # when EOF or an error ended it
+    rate: int | None = None  # stream bytes per second at most (a steady sender), or as fast as taken
+    rate_started: float = 0.0
+    rate_base: int = 0  # bytes sent before the steady stream began
+    last_sent_at: float = 0.0  # the last time send() took bytes
+    last_received_at: float = 0.0  # the last time recv() returned bytes
 
     @property
     def ended(self) -> bool:
@@ -95,17 +103,33 @@ class Client:
     def caught_up(self) -> bool:
         return not self.has_output and not self.messages and not self.expect
 
-    def queue_stream(self, size: int) -> None:
+    def queue_stream(self, size: int, rate: int | None = None, now: float = 0.0) -> None:
         if not self.stream_left:
             self.stream_position = self.index * 7919  # each client its own part of the pattern
         self.stream_left += size
+        self.rate, self.rate_started, self.rate_base = rate, now, self.sent
+
+    def throttled(self, now: float) -> bool:
+        """A steady sender that is ahead of its rate waits, even with bytes to send."""
+        if self.rate is None or not self.stream_left or self.outbox:
+            return False
+        return self.sent - self.rate_base >= self.rate * (now - self.rate_started)
+
+    def drop_unsent(self) -> int:
+        """Forget what is queued but not yet taken by send(); return how many bytes that was."""
+        dropped = len(self.outbox) + self.stream_left
+        self.outbox.clear()
+        self.stream_left = 0
+        return dropped
 
     def fill_outbox(self, now: float) -> None:
         """Move the next message or stream chunk into the outbox when it is empty."""
         if self.outbox:
             return
         if self.stream_left:
-            count = min(SEND_CHUNK, self.stream_left)
+            if self.throttled(now):
+                return
+            count = min(SEND_CHUNK if self.rate is None else RATED_CHUNK, self.stream_left)
             self.outbox += pattern_bytes(self.stream_position, count)
             self.stream_position += count
             self.stream_left -= count
@@ -127,7 +151,7 @@ class Client:
         self.echo_hash.update(data)
         self.echoed += len(data)
         del self.expect[: len(data)]
-        self.last_active = now
+        self.last_active = self.last_received_at = now
         if not self.expect and self.message_started is not None and not self.outbox:
             self.worst_latency = max(self.worst_latency, now - self.message_started)
             self.messages_done += 1
@@ -193,12 +217,14 @@ def connect_clients(count: int, port: int, deadline: float, first_index: int = 0
     return connected, failures
 
 
-def pump(clients: list[Client], deadline: float, goal: str = CAUGHT_UP, *, on_tick=None) -> str:
+def pump(clients: list[Client], deadline: float, goal: str = CAUGHT_UP, *, on_tick=None,
+         stall: float = STALL_SECONDS) -> str:
     """Send what each client has queued and read its echo until ``goal`` holds for every
-    client ("done"), the deadline passes ("deadline") or nothing moved for STALL_SECONDS
+    client ("done"), the deadline passes ("deadline") or nothing moved for ``stall`` seconds
     ("stalled"). Goals: CAUGHT_UP (all sent and echoed), SENT (all sent, nothing read: a
     reader that stalls on purpose), EOF (until the server closes). ``on_tick()`` runs
     between waits (a signal sent mid-stream)."""
+    steady = any(client.rate is not None for client in clients)
     with _Loop(goal) as loop:
         for client in clients:
             loop.update(client)
@@ -209,11 +235,17 @@ def pump(clients: list[Client], deadline: float, goal: str = CAUGHT_UP, *, on_ti
             if all(loop.done(client) for client in clients):
                 return "done"
             now = time.monotonic()
+            if steady:  # a throttled sender's turn comes with time, not with an event
+                for client in clients:
+                    loop.update(client)
+                    if client.throttled(now):
+                        last_progress = now  # waiting for its rate is not a stall
             if now >= deadline or not loop.wanted:
                 return "deadline"
-            if now - last_progress > STALL_SECONDS:
+            if now - last_progress > stall:
                 return "stalled"
-            for key, events in loop.selector.select(min(deadline - now, 0.1)):
+            wait = min(deadline - now, RATE_TICK if steady else 0.1, stall)
+            for key, events in loop.selector.select(wait):
                 if loop.serve(key.data, events):
                     last_progress = time.monotonic()
 
@@ -237,7 +269,8 @@ class _Loop:
         if client.sock is None or client.ended:
             return 0
         events = selectors.EVENT_READ if self.goal != SENT else 0
-        if client.has_output or (client.messages and not client.expect):
+        wants_to_send = client.has_output and not client.throttled(time.monotonic())
+        if wants_to_send or (client.messages and not client.expect):
             events |= selectors.EVENT_WRITE
         return events
 
@@ -302,8 +335,35 @@ def _write(client: Client, now: float) -> None:
             return
         client.on_sent(client.outbox[:count])
         del client.outbox[:count]
-        client.last_active = now
+        client.last_active = client.last_sent_at = now
         client.fill_outbox(now)
+
+
+def reset_after_eof(clients: list[Client], wait: float) -> list[Client]:
+    """Send one more chunk on each connection that has seen the server's EOF, and return those
+    the server then reset. A server that shut down its side but still reads takes the bytes;
+    one that closed its socket answers with a RST, which sets SO_ERROR (EPIPE after a FIN)."""
+    probed = [c for c in clients if c.eof and c.error is None and c.sock is not None]
+    for client in probed:
+        try:
+            client.sock.send(pattern_bytes(client.stream_position, RATED_CHUNK))
+        except (BlockingIOError, InterruptedError):
+            continue
+        except OSError as error:
+            client.error = errno_name(error)
+    deadline = time.monotonic() + wait
+    reset: list[Client] = []
+    while True:
+        for client in probed:
+            if client not in reset and client.error is None:
+                code = client.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    client.error = errno.errorcode.get(code, str(code))
+            if client.error is not None and client not in reset:
+                reset.append(client)
+        if len(reset) == len(probed) or time.monotonic() >= deadline:
+            return reset
+        time.sleep(0.01)  # a RST on loopback comes within microseconds; this bounds the wait
 
 
 def shut_write(client: Client) -> None:

@@ -11,7 +11,8 @@ The causes, in the order they are looked for (the first one found in an item's s
 the one named):
 
 - ``server_died``: the server exited unasked; the line says how (``was killed by SIGABRT``,
-  never ``-6``) and what its stderr ended with (a Python traceback's last line).
+  never ``-6``) and what its stderr ended with (a Python traceback's last line). Also a server
+  killed by the SIGTERM it was sent to shut down gracefully: it never handled the signal.
 - ``blocking_sockets``: socket fds without O_NONBLOCK; a blocking send() or recv() stalls every
   client, so slow readers, bursts and memory all fail for that one reason. Program-wide.
 - ``never_accepted``: connections the kernel completed waited in the listen backlog (a
@@ -27,6 +28,7 @@ list: ``run.py`` stores it as ``obs["_diagnosis"]`` (a list of dicts).
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -37,6 +39,8 @@ SERVER_DIED, BLOCKING_SOCKETS, NEVER_ACCEPTED, WRONG_BYTES, RESET = (
 )  # fmt: skip
 EVERY_SCENARIO = "*"  # a cause of the program, not of one scenario
 FD_EXHAUSTION_WORDS = ("Too many open files", "EMFILE", "ENFILE")
+# A server asked to exit gracefully that was killed by the very signal: it never handled it.
+KILLED_BY_EXIT_SIGNAL = (-signal.SIGTERM, -signal.SIGINT)
 # What crash reports on stderr start with: Python, Go, Rust, Zig, C runtimes and shells.
 CRASH_MARKERS = ("Traceback (most recent call last)", "panic:", "panicked at", "Segmentation fault",
                  "Aborted", "core dumped", "error: ", "thread panic")
@@ -93,6 +97,15 @@ def from_json(data: list[dict]) -> list[Diagnosis]:
 
 
 def _died(scenario: str, run: dict) -> Diagnosis | None:
+    if run.get("signalled") and run.get("status") in KILLED_BY_EXIT_SIGNAL:
+        how = describe_exit(run["status"])
+        return Diagnosis(
+            SERVER_DIED, scenario,
+            f"the server {how}, the signal it was sent to shut down gracefully (in {scenario}): its "
+            "connections were cut, not drained",
+            "block SIGTERM and SIGINT (pthread_sigmask) before creating the signalfd: a signalfd "
+            "only receives blocked signals, and an unblocked one runs its default action, death",
+        )
     if not run.get("died_in_step"):
         return None
     status = run.get("exit_status")

@@ -79,6 +79,39 @@ def listen_backlog(pid: int, port: int) -> int | None:
         return None
 
 
+def connection_queues(pid: int, server_port: int, client_ports: list[int]) -> dict:
+    """Both ends of the connections from ``client_ports`` to the server's port, as the kernel
+    sees them: the bytes in each end's Send-Q and Recv-Q, how many of the server's ends it has
+    accepted (an end still in the backlog has no fd, so inode 0), and the server's epoll mask
+    for them. What the kernel holds is not in the server's RSS; the rest of what the clients
+    sent and did not get back is (or was dropped)."""
+    wanted = set(client_ports)
+    # One read of the table for both ends: on a machine with many sockets it is the cost.
+    rows = probes.tcp_sockets(pid, ports=[server_port, *client_ports])
+    server_ends = [s for s in rows if s.local_port == server_port and s.remote_port in wanted]
+    client_ends = [s for s in rows if s.local_port in wanted and s.remote_port == server_port]
+    own_inodes = {entry.inode for entry in probes.list_fds(pid) if entry.kind == probes.SOCKET}
+    accepted = {s.inode for s in server_ends if s.inode and s.inode in own_inodes}
+    registered = [target for targets in probes.epoll_registrations(pid).values() for target in targets
+                  if target.inode in accepted]
+    queues = {
+        "client_send_q": sum(s.tx_queue for s in client_ends),
+        "client_recv_q": sum(s.rx_queue for s in client_ends),
+        "server_send_q": sum(s.tx_queue for s in server_ends),
+        "server_recv_q": sum(s.rx_queue for s in server_ends),
+    }
+    return {
+        "alive": True,
+        "connections": len(client_ports),
+        "accepted": len(accepted),
+        **queues,
+        "kernel_held": sum(queues.values()),
+        "server_registered": len(registered),
+        "server_watching_out": sum(target.wants_out for target in registered),
+        "server_events": _mask_text(registered[0]) if registered else None,
+    }
+
+
 def _watches_sigterm(pid: int, fd: int) -> bool:
     try:
         return probes.signalfd_info(pid, fd).watches(signal.SIGTERM)
@@ -110,3 +143,12 @@ def _tree_values(read, pids: list[int]) -> list:
         except probes.ProcessGone:
             continue
     return values
+
+
+def runnable_seconds(pid: int) -> float | None:
+    """Run plus wait-to-run seconds (schedstat): what a busy loop costs even when the machine
+    is too loaded to give it the CPU."""
+    try:
+        return probes.runnable_seconds(pid)
+    except probes.ProcessGone:
+        return None

@@ -28,7 +28,7 @@ from lab.runner import diagnosis, evidence
 from lab.runner.scenario import Scenario, Step
 from lab.runner.program import Program
 from lab.runner.clients import (
-    CAUGHT_UP, EOF, SENT, Client, connect_clients, pattern_bytes, pump, shut_write,
+    CAUGHT_UP, EOF, SENT, Client, connect_clients, pattern_bytes, pump, reset_after_eof, shut_write,
 )
 from lab.process import ServerProcess
 
@@ -37,6 +37,9 @@ StepCallback = Callable[[Scenario, Step, int], None]
 SETTLE_INTERVAL = 0.05
 HALF_CLOSE_EOF_WAIT = 1.0
 STDERR_TAIL_LINES = 20
+RESET_WAIT = 0.3  # how long a client that sent after the server's EOF waits for a RST
+# A reset reads as ECONNRESET, or as EPIPE on a connection that had already seen the FIN.
+RESETS = ("ECONNRESET", "EPIPE")
 
 
 @dataclass(slots=True)
@@ -48,6 +51,7 @@ class Context:
     groups: dict[str, list[Client]] = field(default_factory=dict)
     next_index: int = 0
     signalled_at: float | None = None
+    frozen: bool = False
 
     @property
     def port(self) -> int:
@@ -78,8 +82,11 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
                     observations[step.save] = measured
                 _note_death(context, run, f"step {step.index} ({step.describe()})")
         finally:
-            # Read before the clients leave: connections never accepted are still queued.
-            run["listen_backlog"] = evidence.listen_backlog(os.getpid(), context.port)
+            if context.frozen:  # a step failed while it was frozen: what waits was queued by us
+                server.thaw()
+                run["listen_backlog"] = None
+            else:  # read before the clients leave: connections never accepted are still queued
+                run["listen_backlog"] = evidence.listen_backlog(os.getpid(), context.port)
             context.close_all()
         _note_death(context, run, "the end of the scenario")
         said_before_stop = server.stderr_text()
@@ -89,6 +96,7 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
             run["exit_status"] = run["status"]
             run["exit_cause"] = server.exit_cause()
         run["stderr_tail"] = server.stderr_text().strip().splitlines()[-STDERR_TAIL_LINES:]
+        run["signalled"] = context.signalled_at is not None
     observations["_run"] = run
     return observations
 
@@ -155,19 +163,18 @@ def _exchange_summary(clients: list[Client], started: float, ended_by: str) -> d
     complete = [c for c in clients if c.caught_up and c.mismatch_at is None and not c.ended]
     wrong = next((c for c in clients if c.mismatch_at is not None), None)
     return {
-        # How each connection ended: a FIN (clean EOF) or a reset (ECONNRESET) are different
-        # things, and a connection still open at the step's end has neither.
-        "eofs": sum(c.eof and c.error is None for c in clients),
-        "resets": sum(c.error == "ECONNRESET" for c in clients),
         # Bytes echoed before the first wrong one: what "echoed" means when bytes differ.
         "echoed_intact": sum(c.echoed if c.mismatch_at is None else c.mismatch_at for c in clients),
-        "first_mismatch": {"client": wrong.index, "offset": wrong.mismatch_at} if wrong else None,
         # Clients that sent and never got a byte back (never accepted, or never served).
         "silent": sum(c.sent > 0 and c.echoed == 0 for c in clients),
         "clients": len(clients),
         "ok": len(complete),
         "mismatched": sum(c.mismatch_at is not None for c in clients),
+        "first_mismatch": {"client": wrong.index, "offset": wrong.mismatch_at} if wrong else None,
         "ended": sum(c.ended for c in clients),
+        # How each connection ended: a FIN (clean EOF) or a reset are different things.
+        "eofs": sum(c.eof and c.error is None for c in clients),
+        "resets": sum(c.error in RESETS for c in clients),
         "errors": sorted({c.error for c in clients if c.error}),
         "sent": sum(c.sent for c in clients),
         "echoed": sum(c.echoed for c in clients),
@@ -207,39 +214,70 @@ def _pattern_message(client: Client, size: int, round_number: int) -> bytes:
 
 def do_stream(context: Context, step: Step) -> dict:
     clients = context.groups[step.params["group"]]
-    for client in clients:
-        client.queue_stream(step.params["size"])
-    signum, after = step.params["signal"], step.params["signal_after"]
     started = time.monotonic()
+    for client in clients:
+        client.queue_stream(step.params["size"], step.params["rate"], started)
+    signum, after = step.params["signal"], step.params["signal_after"]
+    at_signal: dict = {}
 
     def signal_once_enough_echoed() -> None:
-        if context.signalled_at is None and sum(c.echoed for c in clients) >= after:
+        if context.signalled_at is None and (echoed := sum(c.echoed for c in clients)) >= after:
+            # No /proc read here, which can take long on a busy machine and would pause the
+            # steady senders: what came back is what the server had surely read.
             context.signalled_at = time.monotonic()
             context.server.send_signal(signal.Signals[signum])
+            at_signal.update(echoed=echoed, read_before_signal=echoed)
 
     on_tick = signal_once_enough_echoed if signum is not None else None
     # With a signal the server decides when the streams end (EOF), not the clients.
     ended_by = pump(clients, _deadline(step), EOF if signum else CAUGHT_UP, on_tick=on_tick)
     summary = _exchange_summary(clients, started, ended_by)
     summary["size_each"] = step.params["size"]
+    summary["rate"] = step.params["rate"]
     if signum is not None:
         summary["signalled"] = context.signalled_at is not None
-        summary["eof"] = sum(c.eof and c.error is None for c in clients)
+        summary["eof"] = summary["eofs"]
+        # The clients kept sending up to the EOF; one more send after it shows whether the
+        # server still reads (it shut down its side) or closed with input unread (a RST).
+        summary["reset_after_eof"] = len(reset_after_eof(clients, RESET_WAIT))
+        summary["resets"] = sum(c.error in RESETS for c in clients)
+        summary["unsent_at_end"] = sum(c.stream_left for c in clients)
+        summary["read_before_signal"] = at_signal.get("read_before_signal")
+        summary["echoed_after_signal"] = summary["echoed"] - at_signal.get("echoed", 0)
     return summary
+
+
+def _queues(context: Context, clients: list[Client]) -> dict:
+    ports = [c.sock.getsockname()[1] for c in clients if c.sock is not None]
+    try:
+        return evidence.connection_queues(context.server.pid, context.port, ports)
+    except evidence.probes.ProcessGone:
+        return {"alive": False}
 
 
 def do_send(context: Context, step: Step) -> dict:
     clients = context.groups[step.params["group"]]
+    sent_before = sum(c.sent for c in clients)
     for client in clients:
         if step.params["message"] is not None:
             client.outbox += step.params["message"].format(i=client.index, r=0).encode()
         else:
             client.queue_stream(step.params["size"])
     started = time.monotonic()
-    pump(clients, _deadline(step), SENT)
+    stall = step.params["stall"]
+    if stall is None:
+        ended_by, dropped = pump(clients, _deadline(step), SENT), 0
+    else:
+        # Push until the server stops taking bytes (its buffers and the kernel's are full);
+        # what was not taken is forgotten, so a later finish step only reads the echo.
+        ended_by = pump(clients, _deadline(step), SENT, stall=stall)
+        dropped = sum(c.drop_unsent() for c in clients)
     return {
         "sent": sum(c.sent for c in clients),
+        "sent_now": sum(c.sent for c in clients) - sent_before,
         "unsent": sum(len(c.outbox) + c.stream_left for c in clients),
+        "dropped": dropped,
+        "ended_by": ended_by,  # "done", "deadline" or, with a stall, "stalled"
         "seconds": round(time.monotonic() - started, 3),
     }
 
@@ -247,8 +285,112 @@ def do_send(context: Context, step: Step) -> dict:
 def do_finish(context: Context, step: Step) -> dict:
     clients = context.groups[step.params["group"]]
     started = time.monotonic()
-    ended_by = pump(clients, _deadline(step), CAUGHT_UP)
-    return _exchange_summary(clients, started, ended_by)
+    goal = EOF if step.params["until"] == "eof" else CAUGHT_UP
+    ended_by = pump(clients, _deadline(step), goal)
+    summary = _exchange_summary(clients, started, ended_by)
+    summary["eof"] = summary["eofs"]
+    return summary
+
+
+def do_shutdown(context: Context, step: Step) -> dict:
+    for client in context.groups[step.params["group"]]:
+        shut_write(client)
+    return {}
+
+
+def do_freeze(context: Context, step: Step) -> dict:
+    context.server.freeze()
+    context.frozen = True
+    return {}
+
+
+def do_thaw(context: Context, step: Step) -> dict:
+    context.server.thaw()
+    context.frozen = False
+    return {}
+
+
+def do_signal(context: Context, step: Step) -> dict:
+    """Read what the server has read from the group (sent minus what still waits in the
+    kernel on the way to it: a lower bound, as the clients' Send-Q also counts bytes already
+    received but not yet acknowledged), then signal it."""
+    clients, signum = context.groups[step.params["group"]], step.params["signal"]
+    queues = _queues(context, clients)
+    sent, echoed = sum(c.sent for c in clients), sum(c.echoed for c in clients)
+    context.signalled_at = time.monotonic()
+    context.server.send_signal(signal.Signals[signum])
+    alive = queues.get("alive", False)
+    read = sent - queues["client_send_q"] - queues["server_recv_q"] if alive else None
+    held = max(0, _held(clients, queues)) if alive else None
+    return {"signal": signum, "sent": sent, "echoed": echoed, "read_before_signal": read,
+            "server_held": held, "queues": queues}
+
+
+def _held(clients: list[Client], queues: dict) -> int:
+    """Echo the server holds itself: what it read, less what it echoed into the kernel's
+    queues and what the clients read (negative when a racy /proc row over-counts)."""
+    read = sum(c.sent for c in clients) - queues["client_send_q"] - queues["server_recv_q"]
+    return read - queues["server_send_q"] - queues["client_recv_q"] - sum(c.echoed for c in clients)
+
+
+def do_queues(context: Context, step: Step) -> dict:
+    clients = context.groups[step.params["group"]]
+    return {**_queues(context, clients), "sent": sum(c.sent for c in clients),
+            "echoed": sum(c.echoed for c in clients)}
+
+
+def do_await_read(context: Context, step: Step) -> dict:
+    clients = context.groups[step.params["group"]]
+    started = time.monotonic()
+    queues = _await_read(context, clients, _deadline(step))
+    return {**queues, "sent": sum(c.sent for c in clients), "seconds": round(time.monotonic() - started, 3)}
+
+
+def _await_read(context: Context, clients: list[Client], deadline: float) -> dict:
+    """Wait until nothing the clients sent still waits in the kernel on its way to the server;
+    the queues then, with ``read_all`` saying whether that happened before ``deadline``."""
+    while True:
+        queues = _queues(context, clients)
+        read_all = (queues.get("alive", False) and queues["accepted"] == queues["connections"]
+                    and queues["client_send_q"] == 0 and queues["server_recv_q"] == 0)
+        if read_all or not queues.get("alive") or time.monotonic() >= deadline:
+            return {**queues, "read_all": bool(read_all)}
+        context.server.wait(SETTLE_INTERVAL)
+
+
+FILL_HELD_MIN = 256 * 1024  # echo the server must hold itself before a fill step stops
+FILL_STEP_WAIT = 2.0
+FILL_STABLE_WAIT = 0.2  # the kernel may still grow the server's send buffer: held must stay held
+
+
+def do_fill(context: Context, step: Step) -> dict:
+    """Bring the server to the state a graceful shutdown must handle: it has read every byte,
+    and part of the echo sits in its own buffers because the kernel's queues towards the
+    (not reading) clients are full. What the server holds is what it read minus the echo in
+    the kernel: a lower bound, as unacknowledged bytes count in both ends' queues."""
+    clients = context.groups[step.params["group"]]
+    size, chunk = step.params["size"], step.params["start"]
+    deadline = _deadline(step)
+    started = time.monotonic()
+    queues: dict = {"alive": False, "read_all": False}
+    held = 0
+    while time.monotonic() < deadline:
+        for client in clients:
+            client.queue_stream(min(chunk, max(0, size - client.sent)))
+        pump(clients, min(deadline, time.monotonic() + FILL_STEP_WAIT), SENT)
+        queues = _await_read(context, clients, min(deadline, time.monotonic() + FILL_STEP_WAIT))
+        if not queues.get("alive"):
+            break
+        held = _held(clients, queues)
+        if held >= FILL_HELD_MIN and queues["read_all"]:
+            context.server.wait(FILL_STABLE_WAIT)
+            queues = _await_read(context, clients, time.monotonic())
+            held = _held(clients, queues) if queues.get("alive") else 0
+        if held >= FILL_HELD_MIN or not queues.get("read_all") or all(c.sent >= size for c in clients):
+            break
+        chunk = step.params["step"]
+    return {**queues, "sent": sum(c.sent for c in clients), "unsent": sum(c.stream_left for c in clients),
+            "server_held": max(0, held), "seconds": round(time.monotonic() - started, 3)}
 
 
 def do_close(context: Context, step: Step) -> dict:
@@ -265,7 +407,7 @@ def do_close(context: Context, step: Step) -> dict:
         ended_by = pump(clients, deadline, CAUGHT_UP)
         pump(clients, min(deadline, time.monotonic() + HALF_CLOSE_EOF_WAIT), EOF)
         summary = _exchange_summary(clients, started, ended_by)
-        summary["eof"] = sum(c.eof and c.error is None for c in clients)
+        summary["eof"] = summary["eofs"]
         summary["unechoed"] = sum(len(c.expect) for c in clients)
     else:
         summary = {"closed": len(clients), "how": how}
@@ -277,13 +419,18 @@ def do_close(context: Context, step: Step) -> dict:
 def do_idle(context: Context, step: Step) -> dict:
     duration = step.params["duration"]
     tree = _tree(context)
-    before, started = evidence.cpu_seconds(tree), time.monotonic()
+    pid = tree[0]
+    before, runnable_before = evidence.cpu_seconds(tree), evidence.runnable_seconds(pid)
+    started = time.monotonic()
     context.server.wait(duration)  # returns early only if the server dies
-    after, wall = evidence.cpu_seconds(tree), time.monotonic() - started
-    if before is None or after is None:
+    after, runnable_after = evidence.cpu_seconds(tree), evidence.runnable_seconds(pid)
+    wall = time.monotonic() - started
+    if None in (before, after, runnable_before, runnable_after):
         return {"alive": False, "seconds": round(wall, 3)}
     return {"alive": True, "cpu": round(after - before, 3), "seconds": round(wall, 3),
-            "fraction": round((after - before) / wall, 4)}
+            "fraction": round((after - before) / wall, 4),
+            "runnable": round(runnable_after - runnable_before, 3),
+            "runnable_fraction": round((runnable_after - runnable_before) / wall, 4)}
 
 
 def do_settle(context: Context, step: Step) -> dict:
@@ -335,6 +482,11 @@ def do_watch(context: Context, step: Step) -> dict:
         "idle": len(idle),
         "idle_closed": len(idle_closed),
         "idle_closed_after": [round(c.ended_at - c.last_active, 3) for c in idle_closed],
+        # The server's idle clock restarts somewhere between the client's last send and its
+        # last receive: "too early" is judged from the send, "too late" from the receive, so
+        # neither verdict depends on where exactly.
+        "idle_closed_after_send": [round(c.ended_at - c.last_sent_at, 3) for c in idle_closed],
+        "idle_closed_after_receive": [round(c.ended_at - c.last_received_at, 3) for c in idle_closed],
         "active": len(active),
         "active_closed": sum(c.ended for c in active),
         "active_echoed": sum(c.messages_done for c in active),
@@ -370,5 +522,7 @@ def _connect_refused(host: str, port: int) -> bool:
 PERFORM = {
     "probe": do_probe, "connect": do_connect, "echo": do_echo, "stream": do_stream,
     "send": do_send, "finish": do_finish, "close": do_close, "idle": do_idle,
-    "settle": do_settle, "watch": do_watch, "exit": do_exit,
+    "settle": do_settle, "watch": do_watch, "exit": do_exit, "shutdown": do_shutdown,
+    "freeze": do_freeze, "thaw": do_thaw, "signal": do_signal, "queues": do_queues,
+    "await_read": do_await_read, "fill": do_fill,
 }  # fmt: skip

@@ -32,7 +32,9 @@ from enum import Enum
 from lab.errors import describe_exit
 from lab.runner import diagnosis
 from lab.runner.checklist import (
+    DRAIN_QUEUED_MIN,
     DRAIN_SLACK,
+    OUTPUT_WAIT_MIN,
     EARLY_CLOSE_FRACTION,
     EXHAUSTED_CPU_MAX,
     IDLE_CPU_MAX,
@@ -114,6 +116,18 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def _busy(idle: dict) -> float:
+    """The share of a CPU an idle step saw the server use: running plus waiting to run when
+    schedstat was read (a busy loop on a loaded machine waits much of the time), else CPU time."""
+    return idle.get("runnable_fraction", idle["fraction"])
+
+
+def _busy_words(idle: dict) -> str:
+    if "runnable_fraction" not in idle:
+        return f"{idle['fraction']:.0%} of a CPU"
+    return f"{idle['runnable_fraction']:.0%} of a CPU running or waiting to run ({idle['fraction']:.0%} on one)"
+
+
 def _echo_words(echo: dict) -> str:
     return f"{_n(echo['ok'])}/{_n(echo['clients'])} echoed"
 
@@ -126,10 +140,15 @@ def judge_epoll_created(obs: dict) -> Verdict:
     if not loaded.get("alive"):
         return False, "the server was not running when probed"
     registered = "registered" if loaded["listener_registered"] else "NOT registered"
-    return (
-        loaded["epoll_fds"] >= 1 and loaded["listener_registered"],
-        f"{loaded['epoll_fds']} eventpoll fd(s), listening socket {registered}",
-    )
+    clients, edge = loaded.get("clients_registered", 0), loaded.get("clients_et", 0)
+    measured = (f"{loaded['epoll_fds']} eventpoll fd(s), listening socket {registered}, "
+                f"{_n(edge)}/{_n(clients)} client registrations with EPOLLET")
+    if edge and loaded.get("client_example"):
+        measured += f" (e.g. {loaded['client_example']})"
+    if loaded["epoll_fds"] >= 1 and loaded["listener_registered"] and edge:
+        return Judgement(Outcome.FAIL, measured, "the level-triggered server must register its "
+                         "connections without EPOLLET: this looks like the edge-triggered one")
+    return loaded["epoll_fds"] >= 1 and loaded["listener_registered"] and clients > 0, measured
 
 
 def judge_many_clients(obs: dict) -> Verdict:
@@ -194,18 +213,39 @@ def judge_epollet(obs: dict) -> Verdict:
     return registered > 0 and loaded["clients_et"] == registered, measured
 
 
+ACCEPT_UNTIL_EAGAIN = ("under EPOLLET, call accept() until EAGAIN: connections that arrive together "
+                       "raise one edge, and the rest wait in the backlog")
+
+
 def judge_drains(obs: dict) -> Verdict:
-    burst = obs["burst-then-wait"]["burst"]
-    want = burst["expected_bytes_each"]
+    scenario = obs["burst-then-wait"]
+    queued, frozen, burst, pair = scenario["queued"], scenario["frozen"], scenario["burst"], scenario["pair"]
     if burst["clients"] == 0:
         return False, "the client could not connect"
-    if burst["ok"] == 1:
-        return True, f"{_n(burst['echoed'])} of {_n(want)} bytes echoed in {_ms(burst['seconds'])}"
-    if burst["mismatched"]:
-        return False, (f"{_n(want)} bytes sent in one write, WRONG bytes echoed after "
-                       f"{_n(burst.get('echoed_intact', 0))} right ones")
-    return False, (f"{_n(want)} bytes sent in one write, {_n(burst['echoed'])} echoed, "
-                   f"then nothing for {round(burst['seconds'], 1):g} s")
+    waiting = (f"{_n(queued['sent'])} bytes queued while the server was frozen "
+               f"({_n(frozen.get('server_recv_q', 0))} in its receive queue)")
+    if queued["sent"] < DRAIN_QUEUED_MIN:
+        return Judgement(Outcome.NOT_EXERCISED, waiting + f", under the {_n(DRAIN_QUEUED_MIN)} "
+                         "needed to tell one read per edge from a drain",
+                         "the kernel took too little while the server was frozen; rerun on a less loaded machine")
+    if burst["ok"] != 1 and frozen.get("accepted") == 0 and burst["echoed"] == 0:
+        return Judgement(Outcome.FAIL, f"{waiting}, none echoed: the client was never accepted",
+                         ACCEPT_UNTIL_EAGAIN)
+    if burst["ok"] != 1:
+        words = (f"{waiting}, {_n(burst['echoed'])} echoed after it woke, then nothing for "
+                 f"{round(burst['seconds'], 1):g} s")
+        if burst["mismatched"]:
+            words += f", wrong bytes from offset {_n(burst['first_mismatch']['offset'])}"
+        return False, words
+    measured = f"{waiting}: all echoed in {_ms(burst['seconds'])}"
+    accepted = f"{pair['ok']}/{pair['clients']} clients that connected together were served"
+    if pair["ok"] == 0 or pair["clients"] != 2:
+        return False, f"{measured}; {accepted}"
+    if pair["ok"] < pair["clients"]:
+        # One served, one not, on the same edge: accept() was called once per wakeup.
+        return Judgement(Outcome.FAIL, f"{measured}; {accepted}: the other was never accepted",
+                         ACCEPT_UNTIL_EAGAIN)
+    return True, f"{measured}; {accepted}"
 
 
 def judge_write_buffering(obs: dict) -> Verdict:
@@ -219,17 +259,60 @@ def judge_write_buffering(obs: dict) -> Verdict:
 
 
 def judge_epollout_control(obs: dict) -> Verdict:
-    loaded, stalled = obs["burst-connects"]["loaded"], obs["slow-reader"]["stalled_cpu"]
+    """Exercised only when output really waited for the slow reader (the server echoed into its
+    connection until the kernel's queues were full). Idle connections left registered for
+    EPOLLOUT under EPOLLET cost nothing (nginx does it): right on the merits, a remark on the
+    letter. Output that waited on a connection not watching EPOLLOUT is a FAIL when the reader
+    then misses bytes: nothing would have told the server when to send them."""
+    burst, slow = obs["burst-connects"], obs["slow-reader"]
+    loaded, quiet = burst["loaded"], burst["quiet"]
+    held, stalled, finish = slow["held"], slow["stalled_cpu"], slow["finish"]
     registered = loaded.get("clients_registered", 0)
-    measured = f"{_n(loaded.get('clients_out', 0))} of {_n(registered)} idle connections registered for EPOLLOUT"
+    idle_out = loaded.get("clients_out", 0)
+    measured = f"{_n(idle_out)} of {_n(registered)} idle connections registered for EPOLLOUT"
     if loaded.get("out_example"):
         measured += f" (e.g. {loaded['out_example']})"
-    if not stalled.get("alive"):
+    if not stalled.get("alive") or not held.get("alive"):
         return False, measured + "; the server died while a reader stalled"
-    measured += (f"; {stalled['fraction']:.0%} of a CPU while output waited for a slow reader "
+    if held["accepted"] == 0:
+        return Judgement(Outcome.NOT_EXERCISED, measured + "; the slow reader was never accepted, "
+                         "so no output ever waited", "accept every connection (see level.accepts / edge.drains)")
+    waiting = held["server_send_q"]
+    if waiting < OUTPUT_WAIT_MIN:
+        return Judgement(Outcome.NOT_EXERCISED, measured + f"; only {_n(waiting + held['client_recv_q'])} "
+                         "bytes were echoed to the slow reader, its window never closed, so no output "
+                         "had to wait", "read and echo every connection until its reader stops taking bytes")
+    measured += (f"; while {waiting / MiB:.1f} MiB of echo waited in the server's send queue for the slow reader "
+                 f"its connection was {'' if held['server_watching_out'] else 'NOT '}watching EPOLLOUT "
+                 f"({held['server_events']}), {_busy_words(stalled)} meanwhile "
                  f"(at most {PENDING_CPU_MAX:.0%})")
-    idle_ok = registered > 0 and loaded["clients_out"] == 0
-    return idle_ok and stalled["fraction"] <= PENDING_CPU_MAX, measured
+    if _busy(stalled) > PENDING_CPU_MAX:
+        return False, measured
+    if not held["server_watching_out"] and not (finish["ok"] == finish["clients"] and finish["digests_equal"]):
+        return Judgement(Outcome.FAIL, measured + f"; the reader then got {_n(finish['echoed'])} of "
+                         f"{_n(finish['sent'])} bytes", "when send() leaves bytes behind, keep them and "
+                         "arm EPOLLOUT: it says when the reader has made room")
+    if registered == 0:
+        return False, measured
+    if idle_out:
+        all_edge = loaded.get("clients_et", 0) == registered
+        idle_cpu = _busy(quiet) if quiet.get("alive") else 1.0
+        measured += f"; {_busy_words(quiet) if quiet.get('alive') else 'dead'} with 1,000 idle connections"
+        if all_edge and quiet.get("alive") and idle_cpu <= IDLE_CPU_MAX:
+            return Judgement(Outcome.REMARK, measured, "the assignment expects EPOLLOUT armed only "
+                             "while output is pending and removed once the buffer is empty; under "
+                             "EPOLLET leaving it armed costs nothing, as measured here")
+        return False, measured
+    return True, measured
+
+
+def _ending(summary: dict, wait: str) -> str:
+    """How a connection ended, as the client saw it: a clean EOF, a reset, or nothing."""
+    if summary.get("eof"):
+        return ", then EOF"
+    if summary.get("resets"):
+        return f", then a reset ({', '.join(summary['errors'])})"
+    return f", no EOF within {wait}"
 
 
 def judge_abrupt_clients(obs: dict) -> Verdict:
@@ -239,9 +322,8 @@ def judge_abrupt_clients(obs: dict) -> Verdict:
     binary_ok = binary["ok"] == binary["clients"] == 1
     after_ok = after["ok"] == after["clients"] == 1
     parts = [
-        f"half-close: {_n(half['echoed'])}/{_n(half['sent'])} bytes echoed after the FIN"
-        + (", then EOF" if half["eof"] else
-           ", then a reset (ECONNRESET) instead of an EOF" if half.get("resets") else ", no EOF within 1 s"),
+        f"half-close (line and FIN in one wakeup): {_n(half['echoed'])}/{_n(half['sent'])} bytes "
+        "echoed after the FIN" + _ending(half, "1 s"),
         "256 byte values: " + ("echoed" if binary_ok else "NOT echoed intact"),
         "after connect-and-close and an empty connection a new client: " + _echo_words(after),
     ]
@@ -253,10 +335,10 @@ def judge_fd_exhaustion(obs: dict) -> Verdict:
     exhausted, at_limit, recovered = scenario["exhausted"], scenario["at_limit"], scenario["recovered"]
     if not exhausted.get("alive") or not at_limit.get("alive"):
         return False, "the server died during the fd-exhaustion scenario"
-    spin_ok = exhausted["fraction"] <= EXHAUSTED_CPU_MAX
+    spin_ok = _busy(exhausted) <= EXHAUSTED_CPU_MAX
     recovered_ok = recovered["clients"] > 0 and recovered["ok"] == recovered["clients"]
     return spin_ok and recovered_ok, (
-        f"{at_limit['fds']} fds open at the limit, {exhausted['fraction']:.0%} of a CPU meanwhile "
+        f"{at_limit['fds']} fds open at the limit, {_busy_words(exhausted)} meanwhile "
         f"(at most {EXHAUSTED_CPU_MAX:.0%}); "
         f"after the clients left: {_echo_words(recovered)}"
     )
@@ -274,25 +356,36 @@ def judge_fds_released(obs: dict) -> Verdict:
 
 
 def judge_bounded_memory(obs: dict) -> Verdict:
+    """What the server holds is what its connection took minus what the kernel's queues hold
+    (neither socket buffer is in RSS). A server with backpressure stalls the writer after a few
+    MiB and holds about its cap; one without takes all it is given and its RSS grows with it."""
     slow = obs["slow-reader"]
-    idle, stalled, pushed, other = slow["idle"], slow["stalled"], slow["pushed"], slow["other"]
-    if not stalled.get("alive"):
+    idle, stalled, pushed, held, other = (slow["idle"], slow["stalled"], slow["pushed"], slow["held"],
+                                          slow["other"])
+    if not stalled.get("alive") or not held.get("alive"):
         return False, "the server died while the reader stalled"
     growth = stalled["rss"] - idle["rss"]
+    kernel = held["kernel_held"]
+    server_held = max(0, held["sent"] - held["echoed"] - kernel)
+    how = "its writes stalled" if pushed["ended_by"] == "stalled" else "it never stalled"
+    measured = (f"RSS grew {growth / MiB:+.1f} MiB while the slow reader pushed {pushed['sent'] / MiB:.1f} MiB "
+                f"unread ({how}): the kernel's queues held {kernel / MiB:.1f} MiB, so the server held "
+                f"{server_held / MiB:.1f} MiB (RSS growth at most {RSS_GROWTH_MAX / MiB:g} MiB)")
+    if held["accepted"] == 0 or held["server_recv_q"] + held["client_send_q"] >= held["sent"] > 0:
+        return Judgement(Outcome.NOT_EXERCISED, measured + "; the server read none of it",
+                         "accept and read every connection; memory was never at stake here")
     other_ok = other["ok"] == other["clients"] > 0 and other["worst_latency"] <= SLOW_READER_LATENCY_MAX
-    return growth <= RSS_GROWTH_MAX and other_ok, (
-        f"RSS grew {growth / MiB:+.1f} MiB while {pushed['sent'] / MiB:.1f} MiB were sent and not read "
-        f"(at most {RSS_GROWTH_MAX / MiB:g} MiB); another client: {_echo_words(other)}, "
-        f"worst {_ms(other['worst_latency'])} (at most {_ms(SLOW_READER_LATENCY_MAX)})"
-    )
+    measured += (f"; another client: {_echo_words(other)}, worst {_ms(other['worst_latency'])} "
+                 f"(at most {_ms(SLOW_READER_LATENCY_MAX)})")
+    return growth <= RSS_GROWTH_MAX and other_ok, measured
 
 
 def judge_idle_cpu(obs: dict) -> Verdict:
     quiet = obs["burst-connects"]["quiet"]
     if not quiet.get("alive"):
         return False, "the server died while connections were idle"
-    return quiet["fraction"] <= IDLE_CPU_MAX, (
-        f"{quiet['fraction']:.0%} of a CPU over {quiet['seconds']:g} s with 1,000 idle connections"
+    return _busy(quiet) <= IDLE_CPU_MAX, (
+        f"{_busy_words(quiet)} over {quiet['seconds']:g} s with 1,000 idle connections"
     )
 
 
@@ -304,13 +397,18 @@ def judge_oneshot(obs: dict) -> Verdict:
     flags_ok = registered > 0 and loaded["clients_oneshot"] == registered
     threads_ok = loaded["threads"] >= 2
     rounds_ok = rounds["messages_echoed"] == rounds["messages"] and not rounds["mismatched"]
-    return flags_ok and threads_ok and rounds_ok, (
+    streams = obs["oneshot-concurrency"]["streams"]
+    streams_ok = streams["ok"] == streams["clients"] > 0 and streams["digests_equal"]
+    return flags_ok and threads_ok and rounds_ok and streams_ok, (
         f"{loaded['clients_oneshot']}/{registered} client registrations with EPOLLONESHOT"
         + (f" ({loaded['clients_disarmed']} disarmed while idle: fired and never re-armed)"
            if loaded.get("clients_disarmed") else "") + ", "
         f"{loaded['threads']} threads, {_n(rounds['messages_echoed'])}/{_n(rounds['messages'])} "
         "messages echoed in order"
         + (f", {rounds['mismatched']} clients got wrong bytes" if rounds["mismatched"] else "")
+        + f"; pipelined: {_stream_words(streams)}"
+        + (f" (first wrong byte at offset {_n(streams['first_mismatch']['offset'])})"
+           if streams.get("first_mismatch") else "")
     )
 
 
@@ -319,14 +417,17 @@ def judge_timeout(obs: dict) -> Verdict:
     if not loaded.get("alive"):
         return False, "the server was not running when probed"
     timer_ok = loaded["timerfds_in_epoll"] >= 1
-    earliest = min(watch["idle_closed_after"], default=0.0)
-    latest = max(watch["idle_closed_after"], default=0.0)
+    earliest = min(watch.get("idle_closed_after_send", watch["idle_closed_after"]), default=0.0)
+    latest = max(watch.get("idle_closed_after_receive", watch["idle_closed_after"]), default=0.0)
     # Closing before the timeout is as wrong as closing late.
     in_time = earliest >= watch["idle_timeout"] * EARLY_CLOSE_FRACTION and latest <= watch["limit"]
     idle_ok = watch["idle_closed"] == watch["idle"] > 0 and in_time
     active_ok = watch["active_closed"] == 0
-    closed = (f"closed {earliest:.1f}-{latest:.1f} s after their last byte" if watch["idle_closed"]
-              else "none closed")
+    closed = "none closed"
+    if watch["idle_closed"]:
+        closed = (f"closed {earliest:.1f}-{latest:.1f} s after their last byte" if "idle_closed_after_send" not in watch
+                  else f"closed at least {earliest:.1f} s after their last send, at most {latest:.1f} s after "
+                       "their last receive")
     return timer_ok and idle_ok and active_ok, (
         f"{loaded['timerfds_in_epoll']} timerfd(s) in the epoll set; idle timeout "
         f"{watch['idle_timeout']:g} s, tick {watch['tick']:g} s: {watch['idle_closed']}/{watch['idle']} idle "
@@ -336,25 +437,58 @@ def judge_timeout(obs: dict) -> Verdict:
 
 
 def judge_graceful(obs: dict) -> Verdict:
-    scenario = obs["sigterm-midload"]
-    loaded, streams, exit_ = scenario["loaded"], scenario["streams"], scenario["exit"]
+    """Two drains. Filled: SIGTERM once the server has read everything and holds part of the
+    echo; every byte it read must come back, then a clean EOF. Steady: SIGTERM while clients
+    keep sending; what the server had read comes back, each client gets a clean EOF and no
+    reset, even when it sends once more after that EOF."""
+    filled_run, steady_run = obs["sigterm-midload"], obs["sigterm-steady"]
+    loaded, filled, signalled, drained = (filled_run["loaded"], filled_run["filled"],
+                                          filled_run["signalled"], filled_run["drained"])
+    streams = steady_run["streams"]
     if not loaded.get("alive"):
         return False, "the server was not running when probed"
     signalfd_ok = loaded["signalfds_sigterm"] >= 1 and loaded["signalfds_in_epoll"] >= 1
-    drained = streams["signalled"] and not streams["mismatched"] and streams["eof"] == streams["clients"]
-    status = exit_["status"]
-    exit_ok = status == 0 and exit_["seconds_after_signal"] <= exit_["drain_timeout"] + DRAIN_SLACK
-    parts = [
-        f"{loaded['signalfds_sigterm']} signalfd(s) for SIGTERM, {loaded['signalfds_in_epoll']} in the epoll set",
-        f"{streams['eof']}/{streams['clients']} streams ended with a clean EOF after "
-        f"{_n(streams['echoed'])} bytes echoed" + (", some bytes WRONG" if streams["mismatched"] else ""),
-        "a new connection during the drain was " + ("refused" if exit_["new_connection_refused"] else "ACCEPTED"),
-        (f"{describe_exit(status)} {exit_['seconds_after_signal']:g} s after SIGTERM (drain timeout "
-         f"{exit_['drain_timeout']:g} s)") if status is not None else "still running past the drain timeout",
-    ]
-    if not streams["signalled"]:
-        parts.insert(1, "the streams ended before SIGTERM could be sent")
-    return signalfd_ok and drained and exit_["new_connection_refused"] and exit_ok, "; ".join(parts)
+    read = signalled.get("read_before_signal")
+    held = signalled.get("server_held") or filled.get("server_held", 0)
+    filled_ok = (read is not None and drained["echoed"] >= read and not drained["mismatched"]
+                 and drained["eof"] == drained["clients"] and not drained["resets"])
+    steady_ok = (streams["signalled"] and not streams["mismatched"] and streams["eof"] == streams["clients"]
+                 and not streams["resets"] and streams["echoed"] >= (streams["read_before_signal"] or 0))
+    parts = [f"{loaded['signalfds_sigterm']} signalfd(s) for SIGTERM, {loaded['signalfds_in_epoll']} in the epoll set"]
+    if read is None:
+        parts.append("the server was gone before SIGTERM")
+    else:
+        parts.append(
+            f"SIGTERM after it read {_n(read)} bytes and held {held / MiB:.1f} MiB of echo itself: "
+            f"{_n(drained['echoed'])} of them echoed" + (", some WRONG" if drained["mismatched"] else "")
+            + _ending(drained, "the deadline") + f" on {drained['eof']}/{drained['clients']}")
+    parts.append(
+        f"SIGTERM mid-stream (clients sending {(streams.get('rate') or 0) / MiB:g} MiB/s each): "
+        f"{_n(streams['echoed'])} bytes echoed, {streams['eof']}/{streams['clients']} clean EOFs"
+        + (f", {streams['resets']} reset ({streams['reset_after_eof']} when sending after the EOF)"
+           if streams["resets"] else "")
+        + ("" if streams["signalled"] else ", the streams ended before SIGTERM could be sent"))
+    exits_ok = True
+    for name, exit_ in (("filled", filled_run["exit"]), ("steady", steady_run["exit"])):
+        status = exit_["status"]
+        ok = (status == 0 and exit_["seconds_after_signal"] <= exit_["drain_timeout"] + DRAIN_SLACK
+              and exit_["new_connection_refused"])
+        exits_ok = exits_ok and ok
+        parts.append(
+            f"{name}: a new connection during the drain was "
+            + ("refused" if exit_["new_connection_refused"] else "ACCEPTED") + ", "
+            + (f"{describe_exit(status)} {exit_['seconds_after_signal']:g} s after SIGTERM (drain timeout "
+               f"{exit_['drain_timeout']:g} s)" if status is not None else "still running past the drain timeout"))
+    passed = signalfd_ok and filled_ok and steady_ok and exits_ok
+    if not passed and signalfd_ok and exits_ok:
+        if streams["resets"]:
+            return Judgement(Outcome.FAIL, "; ".join(parts), "after SIGTERM keep reading (and discard) "
+                             "until the client closes: close() with input unread sends a reset, which "
+                             "destroys echo still in flight")
+        if not filled_ok and read is not None and drained["echoed"] < read:
+            return Judgement(Outcome.FAIL, "; ".join(parts), "on SIGTERM flush every output buffer "
+                             "before shutting a connection down: the echo of what was read is owed")
+    return passed, "; ".join(parts)
 
 
 def judge_benchmark(obs: dict) -> Verdict:

@@ -91,6 +91,12 @@ def _how(value: object) -> str:
     return value  # type: ignore[return-value]
 
 
+def _until(value: object) -> str:
+    if value not in FINISH_UNTIL:
+        raise ValueError(f"expected one of {', '.join(FINISH_UNTIL)}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
 def _signal(value: object) -> str:
     if not isinstance(value, str) or value not in signal.Signals.__members__:
         raise ValueError(f"expected a signal name such as 'SIGTERM', got {value!r}")
@@ -98,10 +104,11 @@ def _signal(value: object) -> str:
 
 
 CLOSE_HOWS = ("close", "reset", "half")
+FINISH_UNTIL = ("echo", "eof")  # what a finish step waits for: the whole echo, or the server's EOF
 
 TYPES = {
     "name": _name, "group": _name, "count": _count, "text": _text, "message": _message, "size": _size,
-    "duration": _duration, "how": _how, "signal": _signal,
+    "duration": _duration, "how": _how, "signal": _signal, "until": _until,
 }  # fmt: skip
 
 
@@ -137,22 +144,60 @@ ACTIONS: dict[str, Action] = {
         one_of=("message", "size"),
     ),
     "stream": Action(
-        "each client of GROUP sends SIZE bytes while reading the echo (SHA-256 compared); "
-        "SIGNAL goes to the server once SIGNAL_AFTER bytes came back in all",
+        "each client of GROUP sends SIZE bytes while reading the echo (SHA-256 compared), at "
+        "RATE bytes per second if given; SIGNAL goes to the server once SIGNAL_AFTER bytes came "
+        "back in all, the clients keep sending until the server's EOF and once more after it "
+        "(a reset then is recorded)",
         {"group": "group", "size": "size"},
-        {"timeout": ("duration", 60.0), "signal": ("signal", None), "signal_after": ("size", None),
-         **SAVE},
+        {"timeout": ("duration", 60.0), "rate": ("size", None), "signal": ("signal", None),
+         "signal_after": ("size", None), **SAVE},
     ),
     "send": Action(
-        "each client of GROUP sends MESSAGE or up to SIZE bytes without reading, for at most TIMEOUT",
+        "each client of GROUP sends MESSAGE or up to SIZE bytes without reading, for at most "
+        "TIMEOUT; with STALL, until the writes pause that long (what is left is dropped)",
         {"group": "group"},
-        {"message": ("message", None), "size": ("size", None), "timeout": ("duration", 1.0), **SAVE},
+        {"message": ("message", None), "size": ("size", None), "timeout": ("duration", 1.0),
+         "stall": ("duration", None), **SAVE},
         one_of=("message", "size"),
     ),
     "finish": Action(
-        "clients of GROUP send the rest of their SIZE and read every echoed byte",
+        "clients of GROUP send the rest of their SIZE and read every echoed byte (UNTIL 'echo'), "
+        "or read until the server's EOF (UNTIL 'eof')",
         {"group": "group"},
-        {"timeout": ("duration", 60.0), **SAVE},
+        {"timeout": ("duration", 60.0), "until": ("until", "echo"), **SAVE},
+    ),
+    "shutdown": Action(
+        "clients of GROUP send their FIN (shutdown(SHUT_WR)) and read nothing yet",
+        {"group": "group"},
+    ),
+    "freeze": Action(
+        "stop the server (SIGSTOP to its process group): what clients do meanwhile waits in the "
+        "kernel and reaches the server in one wakeup once it is thawed",
+        {},
+    ),
+    "thaw": Action("resume a frozen server (SIGCONT)", {}),
+    "signal": Action(
+        "send SIGNAL to the server; its queues for GROUP are read just before (what it had read)",
+        {"signal": "signal", "group": "group"},
+        SAVE,
+    ),
+    "queues": Action(
+        "read the kernel's queues of GROUP's connections at both ends (Send-Q, Recv-Q in "
+        "/proc/net/tcp) and the server's epoll mask for its end",
+        {"group": "group", "save": "name"},
+    ),
+    "fill": Action(
+        "each client of GROUP sends START bytes, then STEP bytes at a time, without reading, "
+        "each time waiting until the server has read them, until the server holds echo the "
+        "kernel's queues could not take, stops reading, or got SIZE from each",
+        {"group": "group", "size": "size", "save": "name"},
+        {"start": ("size", 2 * 1024 * 1024), "step": ("size", 512 * 1024), "timeout": ("duration", 10.0)},
+    ),
+    "await_read": Action(
+        "wait until the server has read every byte GROUP sent (its end's Recv-Q and the "
+        "clients' Send-Q are 0), or TIMEOUT",
+        {"group": "group", "save": "name"},
+        {"timeout": ("duration", 5.0)},
     ),
     "close": Action(
         "close GROUP: 'close', 'reset' (SO_LINGER 0) or 'half' (shutdown(SHUT_WR), read the rest "
@@ -161,7 +206,8 @@ ACTIONS: dict[str, Action] = {
         {"how": ("how", "close"), "timeout": ("duration", 5.0), **SAVE},
     ),
     "idle": Action(
-        "do nothing for DURATION and measure the CPU the server burns meanwhile",
+        "do nothing for DURATION and measure the CPU the server burns meanwhile (CPU time, and "
+        "time running or waiting to run, which a busy loop fills even on a loaded machine)",
         {"duration": "duration"},
         SAVE,
     ),
@@ -320,19 +366,25 @@ def _parse_step(path: str, index: int, raw: dict) -> Step:
         params[name] = _convert(where, name, raw[name], kind) if name in raw else default
     if action.one_of and sum(name in raw for name in action.one_of) != 1:
         raise ScenarioError(f"{where}: give exactly one of the fields {' or '.join(map(repr, action.one_of))}")
-    if (params.get("signal") is None) != (params.get("signal_after") is None):
+    if "signal_after" in action.optional and (params["signal"] is None) != (params["signal_after"] is None):
         raise ScenarioError(f"{where}: fields 'signal' and 'signal_after' go together")
     return Step(index, action_name, params)
 
 
 def _check_references(path: str, steps: tuple[Step, ...]) -> None:
     """Groups exist before use and are made once, saves are unique, a settle's baseline is an
-    earlier probe."""
+    earlier probe, freeze and thaw alternate (the runner thaws a server left frozen at the end)."""
     groups: dict[str, int] = {}  # group -> the step that made it
     saves: set[str] = set()
     probes: set[str] = set()
+    frozen = False
     for step in steps:
         where = f"{path}: step {step.index} ({step.action})"
+        if step.action in ("freeze", "thaw"):
+            if frozen == (step.action == "freeze"):
+                state = "already frozen" if frozen else "not frozen"
+                raise ScenarioError(f"{where}: the server is {state} here")
+            frozen = not frozen
         for name in ("group", "idle", "active"):
             group = step.params.get(name)
             if group is None:

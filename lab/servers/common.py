@@ -1,8 +1,9 @@
 """What the servers share that is not epoll.
 
-The listening socket, the per-connection record and its output buffer, the counters and the
-verbose event log, the exit signals. Every epoll call stays in the server modules themselves:
-nothing here registers, modifies or waits on an epoll instance.
+The listening socket, the setup of an accepted socket, the per-connection record, the read
+and echo with its output buffer, the counters and the verbose event log, and the signals as a
+signalfd. Every epoll call stays in the server modules themselves: nothing here registers,
+modifies or waits on an epoll instance.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from lab import linux
 from lab.errors import UsageError
 
 RECV_SIZE = 64 * 1024
@@ -64,6 +66,9 @@ class Counters:
     bytes_in: int = 0
     bytes_out: int = 0
     bytes_discarded: int = 0  # graceful: read after the shutdown signal, never echoed
+    # Received but never echoed because the connection closed first (a reset, the drain
+    # timeout, the server's exit): always bytes_in == bytes_out + bytes_dropped + pending.
+    bytes_dropped: int = 0
     opened: int = 0
     closed: int = 0
     timeouts: int = 0
@@ -88,14 +93,8 @@ class Connection:
     # recv() returned b"": the client shut down its write side; echo what is pending, then close.
     peer_closed: bool = False
     last_active: float = 0.0
-
-
-class ServerExit(Exception):
-    """Raised by the SIGINT/SIGTERM handler (see LoopSignals) to leave the event loop."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+    # edge: the event masks of the turns it still owes this connection (0: not on the ready list)
+    revisit_mask: int = 0
 
 
 def make_listener(host: str, port: int, backlog: int) -> socket.socket:
@@ -118,32 +117,72 @@ def announce(listener: socket.socket) -> None:
     print(f"listening on {host}:{port}", flush=True)
 
 
+def configure_client(sock: socket.socket) -> None:
+    """Make an accepted socket non-blocking (accept() does not pass O_NONBLOCK on from the
+    listener) and keep TCP urgent data in the stream.
+
+    Urgent data (send(MSG_OOB)): by default the kernel takes the urgent byte out of the
+    stream, so an echo server would silently drop it. With SO_OOBINLINE it stays in place and
+    is echoed like any other byte; the servers echo every byte they are sent. Either way
+    recv() stops short at the urgent mark, with more bytes queued behind it: see the
+    short-read rule in lab/servers/edge.py.
+    """
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_OOBINLINE, 1)
+
+
 def peer_name(address: tuple) -> str:
     return f"{address[0]}:{address[1]}"
 
 
-def recv_once(conn: Connection, counters: Counters) -> bytes | None:
-    """One recv(): the bytes, or None when the socket would block (EAGAIN) or the peer has
-    shut down its side (``conn.peer_closed`` is set then). Other OSErrors (ECONNRESET) go to
-    the caller, which closes the connection."""
+def receive_buffer() -> memoryview:
+    """A buffer for recv_into(), one per thread, reused for every read: recv() would allocate
+    RECV_SIZE bytes for each call and shrink them to what came."""
+    return memoryview(bytearray(RECV_SIZE))
+
+
+def recv_and_echo(conn: Connection, buffer: memoryview, counters: Counters,
+                  log: EventLog | None) -> int:
+    """One recv_into(``buffer``), and the echo of what came: sent at once while nothing is
+    queued before it (straight from the buffer, no copy), else queued behind it in
+    ``conn.outbuf``; so is whatever part the socket does not take (EPOLLOUT says when).
+
+    Returns the number of bytes read: 0 when the socket would block (EAGAIN) or the peer has
+    shut down its side (``conn.peer_closed`` is set then). Other OSErrors (ECONNRESET,
+    EPIPE) go to the caller, which closes the connection.
+    """
     counters.recv_calls += 1
     try:
-        data = conn.sock.recv(RECV_SIZE)
+        count = conn.sock.recv_into(buffer)
     except BlockingIOError:  # EAGAIN: nothing more for now
         counters.eagain += 1
-        return None
-    if not data:
+        return 0
+    if not count:
         conn.peer_closed = True
-        return None
-    return data
-
-
-def take_input(conn: Connection, data: bytes, counters: Counters, log: EventLog | None) -> None:
-    """Queue received bytes for the echo."""
-    counters.bytes_in += len(data)
+        return 0
+    counters.bytes_in += count
     if log:
-        log.received(conn.fd, len(data))
-    conn.outbuf += data
+        log.received(conn.fd, count)
+    data = buffer[:count]
+    if conn.outbuf:  # behind bytes still queued: keep the order
+        conn.outbuf += data
+        flush(conn, counters, log)
+        return count
+    counters.send_calls += 1
+    try:
+        sent = conn.sock.send(data)
+    except BlockingIOError:  # EAGAIN: the send buffer is full
+        counters.eagain += 1
+        sent = 0
+    except OSError:  # ECONNRESET, EPIPE: the caller closes; these bytes are never echoed
+        counters.bytes_dropped += count
+        raise
+    counters.bytes_out += sent
+    if log and sent:
+        log.sent(conn.fd, sent)
+    if sent < count:
+        conn.outbuf += data[sent:]  # copied: the buffer is reused by the next read
+    return count
 
 
 def flush(conn: Connection, counters: Counters, log: EventLog | None) -> None:
@@ -227,59 +266,60 @@ class StatsWriter:
 
 
 class LoopSignals:
-    """SIGINT, SIGTERM and SIGUSR1 act between two events, never in the middle of one.
+    """SIGINT, SIGTERM and SIGUSR1 as events on a signalfd, read by the loop like any socket.
 
-    A Python signal handler runs between two bytecodes of the main thread. Raising there while
-    the loop blocks in epoll_wait() is safe and ends the wait at once; raising anywhere else
-    could cut a send() from its bookkeeping, and a counters snapshot taken there could count
-    bytes received but not yet counted as sent. So the handlers act at once only while the loop
-    says it is ``waiting``; otherwise they leave a flag that the loop reads before its next wait.
+    Facts about signals, then what they mean for the servers:
+
+    - A Python signal handler runs between two bytecodes, and only once the main thread runs
+      bytecode again. A signal that arrives after the loop last looked at a handler's flag
+      but before epoll_wait() puts the thread to sleep runs its handler only when the wait
+      ends, which for an idle server is never (issue 8; tests/servers/test_races.py forces it).
+    - A blocked signal is not delivered at all: it stays pending in the kernel. A signalfd is
+      readable while a signal from its set is pending, so in the epoll interest list it ends
+      any epoll_wait(), even one entered a moment after the signal came.
+    - A signalfd receives only signals that are blocked, or their normal disposition runs
+      first (for SIGTERM: death). So the three are blocked before the signalfd is made, in
+      the main thread; threads started afterwards inherit the mask.
+    - read() returns one 128-byte signalfd_siginfo per pending signal (lab.linux).
+
+    So no handler ever runs: a signal is one more event, handled between two others, never in
+    the middle of a send(), and a counters snapshot is always consistent. Cleanup runs with the
+    signals still blocked, so a second signal cannot cut it short.
     """
 
     HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
     def __init__(self, stats: StatsWriter) -> None:
         self.stats = stats
-        self.waiting = False
-        self.exit_requested = False
-        self.stats_due = False
-        signal.signal(signal.SIGINT, self._on_exit_signal)
-        signal.signal(signal.SIGTERM, self._on_exit_signal)
-        signal.signal(signal.SIGUSR1, self._on_stats_signal)
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.HANDLED)
+        self.fd = linux.signalfd(set(self.HANDLED))
 
-    def enter_wait(self) -> None:
-        """Call right before epoll_wait(); ``waiting`` is set first so no signal is missed."""
-        self.waiting = True
-        if self.stats_due:
-            self.stats_due = False
+    def take(self) -> list[signal.Signals]:
+        """Read the pending signals: write the counters for a SIGUSR1, return the exit
+        signals (SIGINT, SIGTERM) in the order the kernel gives them."""
+        try:
+            received = linux.signalfd_read(self.fd)
+        except BlockingIOError:  # another thread read them first (oneshot), or none left
+            return []
+        if signal.SIGUSR1 in received:
             self.stats.write()
+        return [signum for signum in received if signum != signal.SIGUSR1]
 
-    def _on_exit_signal(self, signum: int, frame: object) -> None:
-        if self.waiting:
-            raise ServerExit(signum)
-        self.exit_requested = True
-
-    def _on_stats_signal(self, signum: int, frame: object) -> None:
-        if self.waiting:
-            self.stats.write()
-        else:
-            self.stats_due = True
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def run_until_signal(kind: str, server, options: ServerOptions) -> int:
-    """Announce, run ``server.run(signals)`` until SIGINT/SIGTERM, close everything, write the
-    counters. ``server`` has ``listener``, ``run(LoopSignals) -> int``, ``close_all()`` and
-    ``totals() -> Counters``."""
+    """Announce, run ``server.run(signals)`` until it returns (on SIGINT/SIGTERM), close
+    everything, write the counters. ``server`` has ``listener``, ``run(LoopSignals) -> int``,
+    ``close_all()`` and ``totals() -> Counters``."""
     stats = StatsWriter(kind, server.totals, options.stats_file)
     signals = LoopSignals(stats)
     announce(server.listener)
     try:
-        status = server.run(signals)
-    except ServerExit:
-        status = 0
+        return server.run(signals)
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal must not interrupt the cleanup
-            signal.signal(signum, signal.SIG_IGN)
+        # The signals are still blocked: one arriving now waits in the kernel, unread.
         server.close_all()
         stats.write()
-    return status
+        signals.close()

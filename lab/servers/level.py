@@ -13,6 +13,12 @@ Facts about level-triggered epoll, then what they mean for this server:
 - EPOLLIN stays reported while the peer's EOF is pending, so after recv() returns b"" the
   connection stops watching EPOLLIN.
 - EPOLLERR and EPOLLHUP are always reported, asked for or not.
+- recv() may come up short with bytes still queued (it stops at a TCP urgent mark, see
+  common.configure_client): those bytes are reported on the next wait like any others, so
+  nothing here depends on how much one recv() returns.
+- An event is dispatched by fd number. A connection is closed only while handling its own
+  event, and each fd appears once per batch, so no later event in a batch can name a
+  socket closed earlier in it (the edge server's timer-driven sibling must take care).
 - When accept() fails with EMFILE the connection stays in the backlog and the listener stays
   ready: a level-triggered loop would spin on it. The listener is unwatched (interest 0)
   until a connection closes or ACCEPT_RETRY_SECONDS pass.
@@ -33,13 +39,14 @@ from lab.servers.common import (
     Counters,
     LoopSignals,
     ServerOptions,
+    configure_client,
     event_log,
     flush,
     make_listener,
     peer_name,
-    recv_once,
+    receive_buffer,
+    recv_and_echo,
     run_until_signal,
-    take_input,
 )
 
 
@@ -48,8 +55,10 @@ class LevelServer:
         self.max_buffer = options.max_buffer
         self.counters = Counters()
         self.log = event_log(options)
+        self.buffer = receive_buffer()
         self.connections: dict[int, Connection] = {}
         self.accept_paused_until: float | None = None
+        self.running = True
         self.listener = make_listener(options.host, options.port, options.backlog)
         self.epoll = select.epoll()
         self.epoll.register(self.listener.fileno(), select.EPOLLIN)
@@ -59,12 +68,11 @@ class LevelServer:
 
     def run(self, signals: LoopSignals) -> int:
         listen_fd = self.listener.fileno()
-        while not signals.exit_requested:
+        self.epoll.register(signals.fd, select.EPOLLIN)
+        while self.running:
             # Block until something is ready, or briefly while accepting is paused.
             timeout = ACCEPT_RETRY_SECONDS if self.accept_paused_until is not None else -1
-            signals.enter_wait()
             events = self.epoll.poll(timeout)
-            signals.waiting = False
             self.counters.epoll_waits += 1
             self.counters.events += len(events)
             for fd, mask in events:
@@ -72,6 +80,8 @@ class LevelServer:
                     self.accept_one()
                 elif (conn := self.connections.get(fd)) is not None:
                     self.on_connection_event(conn, mask)
+                elif fd == signals.fd and signals.take():
+                    self.running = False  # SIGINT or SIGTERM (SIGUSR1 wrote the counters)
             if self.accept_paused_until is not None and time.monotonic() >= self.accept_paused_until:
                 self.epoll.modify(listen_fd, select.EPOLLIN)
                 self.accept_paused_until = None
@@ -93,7 +103,7 @@ class LevelServer:
                 return  # that client is gone; the next one in the queue is fine
             raise
         self.counters.accepts += 1
-        sock.setblocking(False)  # accept() does not pass O_NONBLOCK on from the listener
+        configure_client(sock)
         conn = Connection(sock, sock.fileno(), peer_name(address), interest=select.EPOLLIN)
         try:
             self.epoll.register(conn.fd, conn.interest)
@@ -110,10 +120,10 @@ class LevelServer:
             self.close(conn, "socket error")
             return
         try:
+            if mask & select.EPOLLOUT:
+                flush(conn, self.counters, self.log)
             if mask & (select.EPOLLIN | select.EPOLLHUP):
                 self.receive(conn)
-            if conn.outbuf:
-                flush(conn, self.counters, self.log)
         except OSError as error:  # ECONNRESET, EPIPE: only this connection ends
             self.close(conn, error.strerror or "error")
             return
@@ -133,14 +143,14 @@ class LevelServer:
 
     def receive(self, conn: Connection) -> None:
         """One recv() per event: if more is waiting, the next epoll_wait says so again."""
-        if data := recv_once(conn, self.counters):
-            take_input(conn, data, self.counters, self.log)
+        recv_and_echo(conn, self.buffer, self.counters, self.log)
 
     def close(self, conn: Connection, reason: str) -> None:
         del self.connections[conn.fd]
         self.epoll.unregister(conn.fd)  # before close(): afterwards the fd number means nothing
         conn.sock.close()
         self.counters.closed += 1
+        self.counters.bytes_dropped += len(conn.outbuf)
         if self.log:
             self.log.closed(conn.fd, reason)
         if self.accept_paused_until is not None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import threading
 import time
 
@@ -36,13 +35,14 @@ from lab.servers.common import (
     Counters,
     LoopSignals,
     ServerOptions,
+    configure_client,
     event_log,
     flush,
     make_listener,
     peer_name,
-    recv_once,
+    receive_buffer,
+    recv_and_echo,
     run_until_signal,
-    take_input,
 )
 
 LISTENER_EVENTS = select.EPOLLIN | select.EPOLLONESHOT
@@ -66,41 +66,30 @@ class OneshotServer:
         # One Counters per thread: `+=` on a shared one would lose counts between threads.
         self.thread_counters = [Counters() for _ in range(options.threads)]
         self.workers = [
-            threading.Thread(target=self.work, args=(counters,), name=f"oneshot-{number}", daemon=True)
+            threading.Thread(target=self.serve_events, args=(counters,), name=f"oneshot-{number}",
+                             daemon=True)
             for number, counters in enumerate(self.thread_counters)
         ]
-        # Set by each worker as it leaves. close_all() waits on these, not on Thread.join():
-        # in CPython 3.11 a join() cut short by the exit signal's exception can mark a
-        # still-running thread as stopped, and a later join() would return at once.
-        self.workers_left = threading.Semaphore(0)
 
     def totals(self) -> Counters:
         return Counters.total(self.thread_counters)
 
     def run(self, signals: LoopSignals) -> int:
-        # The kernel hands a process-directed signal to any thread that does not block it, but
-        # Python runs handlers only in the main thread, and only when it executes bytecode. The
-        # workers inherit a mask that blocks the signals, so the main thread gets them all.
-        signal.pthread_sigmask(signal.SIG_BLOCK, LoopSignals.HANDLED)
+        # The workers start after LoopSignals blocked the signals, so they inherit the mask:
+        # every signal stays pending for the signalfd, which only the main thread reads.
         for worker in self.workers:
             worker.start()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, LoopSignals.HANDLED)
-        # The main thread only waits: a signal may end the wait at any moment (close_all()
-        # then stops the workers between two events).
-        signals.enter_wait()
-        if not signals.exit_requested:
-            for worker in self.workers:
-                worker.join()
+        # The main thread only waits for SIGINT or SIGTERM (a SIGUSR1 writes the counters on
+        # the way); close_all() then stops the workers between two events.
+        waiter = select.poll()
+        waiter.register(signals.fd, select.POLLIN)
+        while not signals.take():
+            waiter.poll()
         return 0
-
-    def work(self, counters: Counters) -> None:
-        try:
-            self.serve_events(counters)
-        finally:
-            self.workers_left.release()
 
     def serve_events(self, counters: Counters) -> None:
         listen_fd = self.listener.fileno()
+        buffer = receive_buffer()  # this thread's own
         while True:
             timeout = ACCEPT_RETRY_SECONDS if self.accept_paused_until is not None else -1
             events = self.epoll.poll(timeout, EVENTS_PER_WAIT)
@@ -112,7 +101,7 @@ class OneshotServer:
                 if fd == listen_fd:
                     self.accept_all(counters)
                 elif (conn := self.connections.get(fd)) is not None:
-                    self.handle(conn, mask, counters)
+                    self.handle(conn, mask, counters, buffer)
             self.resume_accepting_if_due()
 
     def accept_all(self, counters: Counters) -> None:
@@ -133,7 +122,7 @@ class OneshotServer:
                     continue  # that client is gone; the next one in the queue is fine
                 raise
             counters.accepts += 1
-            sock.setblocking(False)  # accept() does not pass O_NONBLOCK on from the listener
+            configure_client(sock)
             conn = Connection(sock, sock.fileno(), peer_name(address))
             conn.interest = select.EPOLLIN | select.EPOLLONESHOT
             # Into the table, counted and logged before register: its first event may be
@@ -152,16 +141,16 @@ class OneshotServer:
                     self.log.closed(conn.fd, f"cannot register: {error.strerror}")
         self.epoll.modify(self.listener.fileno(), LISTENER_EVENTS)  # re-arm the listener
 
-    def handle(self, conn: Connection, mask: int, counters: Counters) -> None:
+    def handle(self, conn: Connection, mask: int, counters: Counters, buffer: memoryview) -> None:
         """Runs in exactly one thread per event; ends by closing or re-arming the fd."""
         if mask & select.EPOLLERR:
             self.close(conn, "socket error", counters)
             return
         try:
-            if mask & (select.EPOLLIN | select.EPOLLHUP) and not conn.peer_closed:
-                self.receive(conn, counters)
-            if conn.outbuf:
+            if mask & select.EPOLLOUT:
                 flush(conn, counters, self.log)
+            if mask & (select.EPOLLIN | select.EPOLLHUP) and not conn.peer_closed:
+                self.receive(conn, counters, buffer)
         except OSError as error:  # ECONNRESET, EPIPE: only this connection ends
             self.close(conn, error.strerror or "error", counters)
             return
@@ -176,15 +165,15 @@ class OneshotServer:
         conn.interest = wanted
         self.epoll.modify(conn.fd, wanted)  # re-arm: EPOLLONESHOT disabled the fd when it fired
 
-    def receive(self, conn: Connection, counters: Counters) -> None:
-        if data := recv_once(conn, counters):
-            take_input(conn, data, counters, self.log)
+    def receive(self, conn: Connection, counters: Counters, buffer: memoryview) -> None:
+        recv_and_echo(conn, buffer, counters, self.log)
 
     def close(self, conn: Connection, reason: str, counters: Counters) -> None:
         del self.connections[conn.fd]  # before close(): the number may be reused at once
         self.epoll.unregister(conn.fd)
         conn.sock.close()
         counters.closed += 1
+        counters.bytes_dropped += len(conn.outbuf)
         if self.log:
             self.log.closed(conn.fd, reason)
         with self.accept_lock:
@@ -203,7 +192,7 @@ class OneshotServer:
         os.eventfd_write(self.stop_fd, 1)
         for worker in self.workers:
             if worker.ident is not None:  # started
-                self.workers_left.acquire()
+                worker.join()
         for conn in list(self.connections.values()):
             self.close(conn, "server exiting", self.thread_counters[0])
         self.epoll.close()

@@ -58,9 +58,10 @@ class TimeoutServer(EdgeServer):
         conn.last_active = time.monotonic()
         self.by_last_activity[conn.fd] = conn
 
-    def connection_active(self, conn: Connection) -> None:
+    def on_connection_event(self, conn: Connection, mask: int) -> None:
         conn.last_active = time.monotonic()
         self.by_last_activity.move_to_end(conn.fd)
+        super().on_connection_event(conn, mask)
 
     def connection_closed(self, conn: Connection) -> None:
         del self.by_last_activity[conn.fd]

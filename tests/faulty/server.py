@@ -4,9 +4,13 @@ Usage: ``python tests/faulty/server.py --fault NAME --port {port}``; prints
 ``listening on HOST:PORT`` like the reference servers, exits 2 with a message on bad options.
 
 Each fault is the reference server of one kind (lab/servers/) with ONE small override, so the
-program differs from a 100/100 server in exactly one behaviour and the grader must fail exactly
-the checklist item that behaviour serves. The table ``FAULTS`` says which item that is and
-why; tests/runner/test_faulty_grading.py grades every fault and checks it.
+program differs from a 100/100 server in exactly one behaviour and the grader must not pass
+exactly the checklist items that behaviour serves (one, or two where the behaviour has two
+faces, as dropping what send() did not take also means never arming EPOLLOUT). ``et-as-level``
+has no override at all: it is the edge-triggered reference graded as the level one. The table
+``FAULTS`` says which items, with which outcome (FAIL, or PASS with remark for a practice the
+assignment's letter does not want) and the words that name the cause;
+tests/runner/test_faulty_grading.py grades every fault and checks it.
 
 Why overrides of the references rather than separate little servers: a separate server would
 differ in many small ways (buffer sizes, error paths, what it does on EOF), and any of them
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from lab.servers.common import ServerOptions, flush, run_until_signal
 from lab.servers import edge
 from lab.servers.edge import EdgeServer
-from lab.servers.graceful import SHUTDOWN_SIGNALS, GracefulServer
+from lab.servers.graceful import GracefulServer
 from lab.servers.oneshot import OneshotServer
 from lab.servers.timeout import TimeoutServer
 from lab.units import parse_duration
@@ -44,9 +48,11 @@ class ReadsOnce(EdgeServer):
     """One recv() per event. Under EPOLLET the bytes left in the socket raise no new edge, so
     the rest of a burst waits for an event that never comes (breaks edge.drains)."""
 
+    read_size = READ_ONCE_SIZE
+
     def receive(self, conn, mask):
         try:
-            data = conn.sock.recv(READ_ONCE_SIZE)
+            data = conn.sock.recv(self.read_size)
         except BlockingIOError:
             return
         if not data:
@@ -54,6 +60,67 @@ class ReadsOnce(EdgeServer):
             return
         conn.outbuf += data
         flush(conn, self.counters, self.log)
+
+
+class ReadsOnce64K(ReadsOnce):
+    """One recv() of 64 KiB per event. A 64 KiB write arrives as at most two segments, each
+    raising its own edge, so this passes a plain burst; with the server frozen while 256 KiB
+    queue, the one edge it gets on waking reads 64 KiB and the rest waits (breaks edge.drains)."""
+
+    read_size = 64 * 1024
+
+
+class OneAcceptListener:
+    """A listener whose accept() works once per wakeup and then reports EAGAIN."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.used = False
+
+    def accept(self):
+        if self.used:
+            raise BlockingIOError(errno.EAGAIN, "one accept() per wakeup")
+        self.used = True
+        return self.listener.accept()
+
+    def __getattr__(self, name: str):
+        return getattr(self.listener, name)
+
+
+class AcceptsOnce(EdgeServer):
+    """One accept() per listener event. Under EPOLLET two connections that arrive together
+    raise one edge: the second waits in the backlog until a third arrives (breaks
+    edge.drains, which asks that the listener be drained to EAGAIN too)."""
+
+    def accept_all(self):
+        listener = self.listener
+        self.listener = OneAcceptListener(listener)
+        try:
+            super().accept_all()
+        finally:
+            self.listener = listener
+
+
+class ClosesOnHangup(EdgeServer):
+    """EPOLLRDHUP (the peer's FIN) closes the connection before the bytes that came with it
+    are read and echoed (breaks errors.abrupt_clients: a half-closed client loses its echo
+    whenever data and FIN reach the server in one wakeup)."""
+
+    def on_connection_event(self, conn, mask):
+        if mask & (select.EPOLLRDHUP | select.EPOLLHUP):
+            self.close(conn, "peer hung up")
+            return
+        super().on_connection_event(conn, mask)
+
+
+class NoBackpressure(EdgeServer):
+    """The output buffer grows without limit and reading never pauses, like an asyncio
+    Protocol that calls transport.write() without pause_writing() (breaks
+    cleanup.bounded_memory: a reader that stalls makes it hold everything sent)."""
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.max_buffer = 1 << 62
 
 
 class DontWaitSocket:
@@ -67,6 +134,9 @@ class DontWaitSocket:
 
     def recv(self, size: int) -> bytes:
         return self.sock.recv(size, socket.MSG_DONTWAIT)
+
+    def recv_into(self, buffer) -> int:
+        return self.sock.recv_into(buffer, 0, socket.MSG_DONTWAIT)
 
     def send(self, data) -> int:
         return self.sock.send(data, socket.MSG_DONTWAIT)
@@ -115,8 +185,9 @@ class EpolloutAlwaysArmed(EdgeServer):
 
 
 class DropsPartialSends(EdgeServer):
-    """Whatever send() did not take is thrown away instead of being buffered until EPOLLOUT
-    (breaks edge.write_buffering: a 10 MiB echo arrives short and its SHA-256 differs)."""
+    """Whatever send() did not take is thrown away instead of being buffered until EPOLLOUT,
+    so EPOLLOUT is never armed (breaks edge.write_buffering: a 10 MiB echo arrives short and
+    its SHA-256 differs; and edge.epollout_control: output waited with no EPOLLOUT)."""
 
     def receive(self, conn, mask):
         super().receive(conn, mask)
@@ -174,15 +245,45 @@ class TimerNeverExpires(TimeoutServer):
 
 
 class SigtermKills(GracefulServer):
-    """The signalfd exists and watches SIGTERM, but the signals are not blocked, so SIGTERM's
+    """The signalfd exists and watches SIGTERM, but the signal is not blocked, so SIGTERM's
     default action kills the process at once: streams in flight are cut and the exit status is
     -SIGTERM (breaks bonus.graceful_shutdown). The classic mistake: a signalfd receives only
     blocked signals."""
 
-    def run(self, exit_request):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # undo the lab's own exit handler too
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
-        return super().run(exit_request)
+    def run(self, signals):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        return super().run(signals)
+
+
+class DropsEchoOnSigterm(GracefulServer):
+    """On SIGTERM the pending echo is thrown away before the drain: the clients get a clean
+    EOF, but not every byte the server had read (breaks bonus.graceful_shutdown)."""
+
+    def on_exit_signal(self, signum):
+        self.drop_pending_echo()
+        super().on_exit_signal(signum)
+
+    def begin_drain(self):
+        super().begin_drain()
+        self.drop_pending_echo()  # also what the drain's first reads queued
+
+    def drop_pending_echo(self):
+        for conn in self.connections.values():
+            conn.outbuf.clear()
+
+
+class ClosesWithUnreadInput(GracefulServer):
+    """After SIGTERM it stops reading and, once a connection's output is flushed, closes it
+    with whatever the client sent meanwhile still unread: the kernel answers with a RST, which
+    can destroy echo still in flight (breaks bonus.graceful_shutdown)."""
+
+    def receive(self, conn, mask):
+        if not self.draining:
+            super().receive(conn, mask)
+
+    def finish_if_flushed(self, conn):
+        if not conn.outbuf:
+            self.close(conn, "drained")
 
 
 # -- the table ------------------------------------------------------------------------------
@@ -190,9 +291,11 @@ class SigtermKills(GracefulServer):
 
 @dataclass(slots=True, frozen=True)
 class Fault:
-    kind: str  # the reference it is built on, and the kind the grader judges it as
+    kind: str  # the kind the grader judges it as (usually the reference it is built on)
     server: type
-    breaks: str  # the one checklist item it must fail
+    breaks: tuple[str, ...]  # the checklist items it must not pass, and no other
+    cause: str  # words the broken items' evidence or hint must contain: the cause named
+    outcome: str = "FAIL"  # what those items get: "FAIL", or "PASS with remark" (fails --strict)
 
     @property
     def why(self) -> str:
@@ -200,15 +303,27 @@ class Fault:
 
 
 FAULTS: dict[str, Fault] = {
-    "reads-once": Fault("edge", ReadsOnce, "edge.drains"),
-    "blocking-sockets": Fault("edge", BlockingSockets, "edge.nonblocking"),
-    "never-closes": Fault("edge", NeverCloses, "cleanup.fds_released"),
-    "epollout-always": Fault("edge", EpolloutAlwaysArmed, "edge.epollout_control"),
-    "drops-partial-sends": Fault("edge", DropsPartialSends, "edge.write_buffering"),
-    "dies-on-reset": Fault("edge", DiesOnReset, "errors.peer_reset"),
-    "oneshot-never-rearmed": Fault("oneshot", OneshotNeverRearmed, "bonus.oneshot"),
-    "timer-never-expires": Fault("timeout", TimerNeverExpires, "bonus.timeout"),
-    "sigterm-kills": Fault("graceful", SigtermKills, "bonus.graceful_shutdown"),
+    "reads-once": Fault("edge", ReadsOnce, ("edge.drains",), "then nothing"),
+    "reads-64k-once": Fault("edge", ReadsOnce64K, ("edge.drains",), "then nothing"),
+    "accepts-once": Fault("edge", AcceptsOnce, ("edge.drains",), "never accepted"),
+    "closes-on-hangup": Fault("edge", ClosesOnHangup, ("errors.abrupt_clients",),
+                              "0/28 bytes echoed after the FIN"),
+    "no-backpressure": Fault("edge", NoBackpressure, ("cleanup.bounded_memory",), "the server held"),
+    "blocking-sockets": Fault("edge", BlockingSockets, ("edge.nonblocking",), "without O_NONBLOCK"),
+    "never-closes": Fault("edge", NeverCloses, ("cleanup.fds_released",), "CLOSE_WAIT"),
+    "epollout-always": Fault("edge", EpolloutAlwaysArmed, ("edge.epollout_control",),
+                             "registered for EPOLLOUT", outcome="PASS with remark"),
+    "drops-partial-sends": Fault("edge", DropsPartialSends, ("edge.write_buffering", "edge.epollout_control"),
+                                 "NOT watching EPOLLOUT"),
+    "dies-on-reset": Fault("edge", DiesOnReset, ("errors.peer_reset",), "could not even connect"),
+    "et-as-level": Fault("level", EdgeServer, ("level.epoll_created",), "with EPOLLET"),
+    "oneshot-never-rearmed": Fault("oneshot", OneshotNeverRearmed, ("bonus.oneshot",), "never re-armed"),
+    "timer-never-expires": Fault("timeout", TimerNeverExpires, ("bonus.timeout",), "none closed"),
+    "sigterm-kills": Fault("graceful", SigtermKills, ("bonus.graceful_shutdown",), "was killed by SIGTERM"),
+    "drops-echo-on-sigterm": Fault("graceful", DropsEchoOnSigterm, ("bonus.graceful_shutdown",),
+                                   "flush every output buffer"),
+    "closes-with-unread-input": Fault("graceful", ClosesWithUnreadInput, ("bonus.graceful_shutdown",),
+                                      "reset"),
 }
 
 
@@ -224,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run a reference echo server with one deliberate fault.",
         epilog="faults:\n" + "\n".join(
-            f"  {name}: {fault.kind}, breaks {fault.breaks}" for name, fault in FAULTS.items()
+            f"  {name}: {fault.kind}, breaks {', '.join(fault.breaks)}" for name, fault in FAULTS.items()
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -75,3 +75,26 @@ def test_pump_gives_up_at_its_deadline_when_nothing_echoes():
         assert pump([client], time.monotonic() + 5, CAUGHT_UP) == "done"
         assert client.caught_up and client.mismatch_at is None
         client.sock = None  # closed by the with-block, not by the client
+
+
+def test_a_steady_sender_waits_for_its_rate():
+    client = Client(0, None)
+    client.queue_stream(1024 * 1024, rate=64 * 1024, now=10.0)
+    assert client.throttled(10.0)  # nothing is due at the start
+    assert not client.throttled(10.5)  # 32 KiB due
+    for _ in range(100):  # what _write() does: send a chunk, take the next one if due
+        client.fill_outbox(10.5)
+        if not client.outbox:
+            break
+        client.on_sent(bytes(client.outbox))
+        client.outbox.clear()
+    assert client.sent == 32 * 1024
+    assert client.throttled(10.5) and not client.throttled(11.0)
+
+
+def test_a_stalled_push_forgets_what_was_not_taken():
+    client = Client(0, None)
+    client.queue_stream(100_000)
+    client.fill_outbox(0.0)
+    assert client.drop_unsent() == 100_000
+    assert not client.has_output

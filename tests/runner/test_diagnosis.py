@@ -41,6 +41,13 @@ def test_each_cause_is_found_with_its_line(changes, name, words):
     assert cause.name == name and words in cause.line, cause
 
 
+def test_a_server_killed_by_the_shutdown_signal_never_handled_it():
+    (cause,) = diagnose(observations({"faults/_run": {"died_in_step": None, "signalled": True, "status": -15}}))
+    assert cause.name == diagnosis.SERVER_DIED and "was killed by SIGTERM" in cause.line
+    assert "signalfd" in cause.hint
+    assert diagnose(observations({"faults/_run": {"died_in_step": None, "signalled": True, "status": 0}})) == []
+
+
 def test_a_sandbox_kill_is_named_with_its_limit():
     (cause,) = diagnose(observations({"faults/_run": {"died_in_step": "step 3", "exit_status": -9,
                                                       "exit_cause": "killed: out of memory (limit 1 GiB)"}}))

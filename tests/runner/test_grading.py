@@ -26,10 +26,23 @@ def probe(**changes) -> dict:
     return {**values, **changes}
 
 
+def queues(**changes) -> dict:
+    """A queues observation: both ends of a group's connections in /proc/net/tcp."""
+    values = {
+        "alive": True, "connections": 1, "accepted": 1, "client_send_q": 0, "client_recv_q": 0,
+        "server_send_q": 0, "server_recv_q": 0, "server_registered": 1, "server_watching_out": 0,
+        "server_events": "fd 6: EPOLLIN|EPOLLRDHUP|EPOLLET", "sent": 0, "echoed": 0,
+    }
+    values.update(changes)
+    values["kernel_held"] = sum(values[k] for k in ("client_send_q", "client_recv_q", "server_send_q", "server_recv_q"))
+    return values
+
+
 def exchange(clients: int = 1, ok: int | None = None, sent: int = 14, echoed: int | None = None, **changes) -> dict:
     ok = clients if ok is None else ok
     values = {
-        "clients": clients, "ok": ok, "mismatched": 0, "ended": 0, "errors": [], "sent": sent,
+        "clients": clients, "ok": ok, "mismatched": 0, "first_mismatch": None, "ended": 0,
+        "eofs": 0, "resets": 0, "errors": [], "sent": sent,
         "echoed": sent if echoed is None else echoed, "least_echoed": 0, "worst_latency": 0.001,
         "digests_equal": ok == clients, "seconds": 0.1, "ended_by": "done",
         "messages": clients, "messages_echoed": ok, "expected_bytes_each": None, "size_each": 10 * MiB,
@@ -48,12 +61,20 @@ GOOD = {
         "_run": {"died_in_step": None, "status": 0},
     },
     "stream-10mib": {"hello": exchange(1), "stream": exchange(4, sent=40 * MiB)},
-    "burst-then-wait": {"burst": exchange(1, sent=65536, expected_bytes_each=65536)},
+    "burst-then-wait": {
+        "queued": {"sent": 256 * 1024, "unsent": 0, "dropped": 0, "ended_by": "done"},
+        "frozen": queues(server_recv_q=110 * 1024, client_send_q=146 * 1024),
+        "burst": exchange(1, sent=256 * 1024),
+        "pair": exchange(2, messages=2, messages_echoed=2),
+    },
     "slow-reader": {
         "idle": probe(rss=20 * MiB), "stalled": probe(rss=21 * MiB),
-        "pushed": {"sent": 9 * MiB, "unsent": MiB, "seconds": 1.0},
+        "pushed": {"sent": 9 * MiB, "unsent": 0, "dropped": 55 * MiB, "ended_by": "stalled", "seconds": 1.0},
+        "held": queues(sent=9 * MiB, client_send_q=3 * MiB, server_recv_q=MiB, server_send_q=4 * MiB - 128 * 1024,
+                       client_recv_q=128 * 1024, server_watching_out=1,
+                       server_events="fd 6: EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET"),
         "stalled_cpu": {"alive": True, "cpu": 0.0, "seconds": 1.0, "fraction": 0.0},
-        "other": exchange(1, messages=5, messages_echoed=5), "finish": exchange(1, sent=10 * MiB),
+        "other": exchange(1, messages=5, messages_echoed=5), "finish": exchange(1, sent=9 * MiB),
     },
     "faults": {
         "connect_close": {"closed": 5, "how": "close"}, "empty": {"closed": 1, "how": "close"},
@@ -70,6 +91,7 @@ GOOD = {
     "oneshot-concurrency": {
         "loaded": probe(clients_registered=50, clients_oneshot=50, threads=5),
         "rounds": exchange(50, messages=1000, messages_echoed=1000),
+        "streams": exchange(8, sent=8 * MiB, size_each=MiB),
     },
     "idle-timeout": {
         "loaded": probe(timerfds=1, timerfds_in_epoll=1),
@@ -79,8 +101,16 @@ GOOD = {
     },
     "sigterm-midload": {
         "loaded": probe(signalfds_sigterm=1, signalfds_in_epoll=1),
-        "streams": exchange(4, ok=0, sent=40 * MiB, echoed=20 * MiB, signalled=True, eof=4),
+        "filled": queues(connections=2, accepted=2, sent=9 * MiB, server_send_q=8 * MiB, read_all=True,
+                         server_held=MiB),
+        "signalled": {"signal": "SIGTERM", "sent": 9 * MiB, "echoed": 0, "read_before_signal": 9 * MiB},
+        "drained": exchange(2, ok=0, sent=9 * MiB, eof=2, eofs=2, ended=2),
         "exit": {"status": 0, "seconds_after_signal": 0.1, "drain_timeout": 5.0, "new_connection_refused": True},
+    },
+    "sigterm-steady": {
+        "streams": exchange(2, ok=0, sent=4 * MiB, echoed=MiB, signalled=True, eof=2, eofs=2, ended=2,
+                            rate=MiB, reset_after_eof=0, read_before_signal=MiB),
+        "exit": {"status": 0, "seconds_after_signal": 0.4, "drain_timeout": 5.0, "new_connection_refused": True},
     },
     "benchmark": {"passed": True, "summary": "100 x 100 requests: 50,000 req/s, exit 0 in 0.5 s",
                   "status": 0, "throughput": "50,000 req/s", "report": "PERFORMANCE.md",
@@ -100,9 +130,20 @@ def observations(changes: dict[str, dict] | None = None) -> dict:
     return obs
 
 
+LEVEL_LOADED = {"burst-connects/loaded": {"clients_et": 0, "client_example": "fd 7: EPOLLIN"}}
+
+
+def observations_for(item_id: str, changes: dict | None = None) -> dict:
+    """GOOD as the item's program kind would produce it: the level server's connections are
+    registered without EPOLLET."""
+    kinds = ITEM_BY_ID[item_id].kinds
+    base = LEVEL_LOADED if kinds == ("level",) else {}
+    return observations({**base, **(changes or {})})
+
+
 @pytest.mark.parametrize("item_id", sorted(ITEM_BY_ID))
 def test_good_observations_pass_every_item(item_id):
-    result = grade_item(ITEM_BY_ID[item_id], observations())
+    result = grade_item(ITEM_BY_ID[item_id], observations_for(item_id))
     assert result.passed, result.evidence
     assert result.hint == ""
     assert result.evidence.startswith("measured ") and "; expected " in result.evidence
@@ -118,23 +159,35 @@ FAULTS = [
     ("level.error_handling", {"faults/after_reset": {"clients": 0, "ok": 0}}, "could not even connect"),
     ("edge.nonblocking", {"burst-connects/loaded": {"blocking_sockets": list(range(5, 12))}}, "7 of 1,001 socket fds without O_NONBLOCK (fd 5, 6, 7, 8, 9 ...)"),
     ("edge.epollet", {"burst-connects/loaded": {"clients_et": 0}}, "0/1,000 client registrations with EPOLLET"),
-    ("edge.drains", {"burst-then-wait/burst": {"ok": 0, "echoed": 4096, "seconds": 5.0}},
-     "65,536 bytes sent in one write, 4,096 echoed, then nothing for 5 s"),
+    ("edge.drains", {"burst-then-wait/burst": {"ok": 0, "echoed": 128 * 1024, "seconds": 3.0}},
+     "262,144 bytes queued while the server was frozen (112,640 in its receive queue), 131,072 echoed "
+     "after it woke, then nothing for 3 s"),
     ("edge.write_buffering", {"slow-reader/finish": {"ok": 0, "echoed": 4 * MiB, "digests_equal": False}},
-     "slow reader got 4,194,304/10,485,760 bytes"),
-    ("edge.epollout_control", {"burst-connects/loaded": {"clients_out": 1000, "out_example": "fd 9: EPOLLIN|EPOLLOUT|EPOLLET"}},
+     "slow reader got 4,194,304/9,437,184 bytes"),
+    ("edge.epollout_control", {"burst-connects/loaded": {"clients_out": 1000, "clients_et": 0,
+                                                         "out_example": "fd 9: EPOLLIN|EPOLLOUT"}},
      "1,000 of 1,000 idle connections registered for EPOLLOUT (e.g. fd 9"),
     ("edge.epollout_control", {"slow-reader/stalled_cpu": {"fraction": 1.0}},
-     "100% of a CPU while output waited for a slow reader (at most 50%)"),
+     "100% of a CPU meanwhile (at most 50%)"),
     ("errors.peer_reset", {"faults/after_reset": {"ok": 0}}, "0/1 echoed"),
     ("errors.abrupt_clients", {"faults/half_close": {"unechoed": 28, "echoed": 0, "eof": 0}}, "0/28 bytes echoed after the FIN"),
+    ("errors.abrupt_clients", {"faults/half_close": {"unechoed": 28, "echoed": 0, "eof": 0, "resets": 1,
+                                                     "errors": ["ECONNRESET"]}},
+     "0/28 bytes echoed after the FIN, then a reset (ECONNRESET)"),
     ("errors.fd_exhaustion", {"fd-exhaustion/exhausted": {"fraction": 0.97}}, "64 fds open at the limit, 97% of a CPU meanwhile"),
     ("errors.fd_exhaustion", {"fd-exhaustion/recovered": {"ok": 0}}, "after the clients left: 0/5 echoed"),
     ("cleanup.fds_released", {"burst-connects/after": {"settled": False, "fds": 1005}}, "fds 1005 (idle 5)"),
     ("cleanup.concurrent_clients", {"burst-connects/echo": {"ok": 999}}, "999/1,000 echoed"),
-    ("cleanup.bounded_memory", {"slow-reader/stalled": {"rss": 31 * MiB}}, "RSS grew +11.0 MiB"),
+    ("cleanup.bounded_memory", {"slow-reader/stalled": {"rss": 80 * MiB},
+                                "slow-reader/pushed": {"sent": 64 * MiB, "ended_by": "done"},
+                                "slow-reader/held": {"sent": 64 * MiB, "client_send_q": 0, "server_recv_q": 0,
+                                                     "kernel_held": 4 * MiB}},
+     "RSS grew +60.0 MiB while the slow reader pushed 64.0 MiB unread (it never stalled): the kernel's "
+     "queues held 4.0 MiB, so the server held 60.0 MiB"),
     ("cleanup.bounded_memory", {"slow-reader/other": {"worst_latency": 2.0}}, "worst 2000.0 ms"),
     ("cleanup.idle_cpu", {"burst-connects/quiet": {"fraction": 0.99}}, "99% of a CPU"),
+    ("cleanup.idle_cpu", {"burst-connects/quiet": {"fraction": 0.05, "runnable_fraction": 0.98}},
+     "98% of a CPU running or waiting to run (5% on one)"),  # a busy loop on a loaded machine
     ("bonus.oneshot", {"oneshot-concurrency/rounds": {"messages_echoed": 50}}, "50/1,000 messages echoed"),
     ("bonus.oneshot", {"oneshot-concurrency/loaded": {"clients_oneshot": 0}}, "0/50 client registrations with EPOLLONESHOT"),
     ("bonus.oneshot", {"oneshot-concurrency/loaded": {"clients_disarmed": 50}, "oneshot-concurrency/rounds": {"messages_echoed": 0}},
@@ -147,11 +200,17 @@ FAULTS = [
     ("bonus.timeout", {"idle-timeout/watch": {"idle_closed_after": [1.1, 1.2, 1.2, 1.3, 2.9]}},
      "closed 1.1-2.9 s after their last byte, limit 2.25 s"),
     ("bonus.timeout", {"idle-timeout/loaded": {"timerfds_in_epoll": 0}}, "0 timerfd(s) in the epoll set"),
+    ("bonus.timeout", {"idle-timeout/watch": {"idle_closed_after_send": [0.5, 1.2, 1.2, 1.3, 1.3],
+                                              "idle_closed_after_receive": [0.5, 1.2, 1.2, 1.3, 1.3]}},
+     "closed at least 0.5 s after their last send, at most 1.3 s after their last receive"),
     ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"status": -15}}, "was killed by SIGTERM"),
+    ("bonus.oneshot", {"oneshot-concurrency/streams": {"ok": 7, "mismatched": 1, "digests_equal": False,
+                                                       "first_mismatch": {"client": 3, "offset": 65536}}},
+     "first wrong byte at offset 65,536"),
     ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"seconds_after_signal": 8.0}},
      "exited with status 0 8 s after SIGTERM (drain timeout 5 s)"),
     ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"new_connection_refused": False}}, "was ACCEPTED"),
-    ("bonus.graceful_shutdown", {"sigterm-midload/streams": {"eof": 2}}, "2/4 streams ended with a clean EOF"),
+    ("bonus.graceful_shutdown", {"sigterm-steady/streams": {"eof": 1}}, "1/2 clean EOFs"),
     ("bonus.benchmark", {"benchmark": {"table_rows": 0}}, "PERFORMANCE.md: no results table"),
     ("bonus.benchmark", {"benchmark": {"passed": False, "summary": "the benchmark exited with status 1: mismatch"}},
      "exited with status 1"),
@@ -161,13 +220,52 @@ FAULTS = [
 @pytest.mark.parametrize(("item_id", "changes", "words"), FAULTS, ids=[f"{i}-{n}" for n, (i, _, _) in enumerate(FAULTS)])
 def test_the_fault_fails_its_item_with_evidence_and_hint(item_id, changes, words):
     item = ITEM_BY_ID[item_id]
-    obs = observations(changes)
+    obs = observations_for(item_id, changes)
     if item_id == "bonus.benchmark":
         obs = {"benchmark": obs["benchmark"]}
     result = grade_item(item, obs)
-    assert not result.passed
+    assert result.outcome is Outcome.FAIL
     assert words in result.evidence
-    assert result.hint == item.hint
+    assert result.hint  # the item's hint, or one the judge found more precise
+
+
+# (item, the change, the outcome, words the evidence must contain, words the hint must contain)
+OUTCOMES = [
+    ("level.epoll_created", {"burst-connects/loaded": {"clients_et": 1000}}, Outcome.FAIL,
+     "1,000/1,000 client registrations with EPOLLET", "without EPOLLET"),
+    ("edge.drains", {"burst-then-wait/pair": {"ok": 1}}, Outcome.FAIL,
+     "1/2 clients that connected together were served: the other was never accepted", "accept() until EAGAIN"),
+    ("edge.drains", {"burst-then-wait/frozen": {"accepted": 0}, "burst-then-wait/burst": {"ok": 0, "echoed": 0}},
+     Outcome.FAIL, "none echoed: the client was never accepted", "accept() until EAGAIN"),
+    ("edge.drains", {"burst-then-wait/queued": {"sent": 64 * 1024}}, Outcome.NOT_EXERCISED,
+     "65,536 bytes queued while the server was frozen", "too little"),
+    ("edge.epollout_control", {"slow-reader/held": {"accepted": 0}}, Outcome.NOT_EXERCISED,
+     "the slow reader was never accepted", "accept every connection"),
+    ("edge.epollout_control", {"slow-reader/held": {"server_send_q": 0, "client_recv_q": 12288}},
+     Outcome.NOT_EXERCISED, "only 12,288 bytes were echoed to the slow reader", "read and echo"),
+    ("edge.epollout_control", {"slow-reader/held": {"server_watching_out": 0},
+                               "slow-reader/finish": {"ok": 0, "echoed": 4 * MiB, "digests_equal": False}},
+     Outcome.FAIL, "its connection was NOT watching EPOLLOUT", "arm EPOLLOUT"),
+    ("edge.epollout_control", {"burst-connects/loaded": {"clients_out": 1000,
+                                                         "out_example": "fd 9: EPOLLIN|EPOLLOUT|EPOLLET"}},
+     Outcome.REMARK, "1,000 of 1,000 idle connections registered for EPOLLOUT", "removed once the buffer is empty"),
+    ("cleanup.bounded_memory", {"slow-reader/held": {"client_send_q": 8 * MiB, "server_recv_q": MiB,
+                                                     "server_send_q": 0, "client_recv_q": 0}},
+     Outcome.NOT_EXERCISED, "the server read none of it", "accept and read"),
+    ("bonus.graceful_shutdown", {"sigterm-midload/drained": {"echoed": 8 * MiB}}, Outcome.FAIL,
+     "8,388,608 of them echoed", "flush every output buffer"),
+    ("bonus.graceful_shutdown", {"sigterm-steady/streams": {"resets": 2, "reset_after_eof": 2}}, Outcome.FAIL,
+     "2 reset (2 when sending after the EOF)", "keep reading"),
+]
+
+
+@pytest.mark.parametrize(("item_id", "changes", "outcome", "words", "hint"), OUTCOMES,
+                         ids=[f"{i}-{n}" for n, (i, *_) in enumerate(OUTCOMES)])
+def test_the_judge_names_the_outcome_and_its_cause(item_id, changes, outcome, words, hint):
+    result = grade_item(ITEM_BY_ID[item_id], observations_for(item_id, changes))
+    assert result.outcome is outcome, result.evidence
+    assert words in result.evidence
+    assert hint in (result.remark if outcome is Outcome.REMARK else result.hint)
 
 
 def test_a_scenario_that_never_ran_fails_its_items_with_the_reason():

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import io
 
-from lab.runner.scenario import load_scenarios
 from lab.runner.progress import Progress
+from lab.runner.scenario import parse_scenario
+
+TWO_STEPS = """description = "two steps"
+[[steps]]
+action = "connect"
+group = "one"
+clients = 1
+[[steps]]
+action = "echo"
+group = "one"
+size = "64KiB"
+"""
 
 
 def show_two_steps(progress: Progress) -> None:
-    scenario = load_scenarios()["burst-then-wait"]
+    scenario = parse_scenario(TWO_STEPS, "burst-then-wait.toml")
     progress.begin_program("edge", "srv {port}")
     for step in scenario.steps:
         progress(scenario, step, 1)

@@ -84,6 +84,18 @@ GOOD_STEP = '[[steps]]\naction = "connect"\ngroup = "g"\nclients = 2\n'
          "broken.toml: step 1 (settle): field 'baseline': 'before' is not an earlier probe's save"),
         ('description = "d"\n[[steps]]\naction = "probe"\nsave = "p"\n[[steps]]\naction = "probe"\nsave = "p"\n',
          "broken.toml: step 2 (probe): field 'save': 'p' is already saved"),
+        ('description = "d"\n[[steps]]\naction = "thaw"\n', "broken.toml: step 1 (thaw): the server is not frozen here"),
+        ('description = "d"\n[[steps]]\naction = "freeze"\n[[steps]]\naction = "freeze"\n',
+         "broken.toml: step 2 (freeze): the server is already frozen here"),
+        ('description = "d"\n[[steps]]\naction = "freeze"\nsave = "x"\n', "broken.toml: step 1 (freeze): unknown field 'save'"),
+        ('description = "d"\n' + GOOD_STEP + '[[steps]]\naction = "finish"\ngroup = "g"\nuntil = "dawn"\n',
+         "broken.toml: step 2 (finish): field 'until': expected one of echo, eof"),
+        ('description = "d"\n' + GOOD_STEP + '[[steps]]\naction = "signal"\ngroup = "g"\nsignal = "SIGNOPE"\n',
+         "broken.toml: step 2 (signal): field 'signal': expected a signal name"),
+        ('description = "d"\n' + GOOD_STEP + '[[steps]]\naction = "send"\ngroup = "g"\nsize = 5\nstall = "soon"\n',
+         "broken.toml: step 2 (send): field 'stall': expected a duration"),
+        ('description = "d"\n[[steps]]\naction = "queues"\ngroup = "g"\nsave = "q"\n',
+         "broken.toml: step 1 (queues): field 'group': no earlier connect step made group 'g'"),
     ],
     ids=lambda value: value[:40] if isinstance(value, str) and "toml" in value else None,
 )
@@ -93,9 +105,25 @@ def test_a_broken_scenario_names_file_step_and_field(text, message):
     assert message in str(caught.value)
 
 
+def test_freeze_thaw_and_the_signal_action_parse():
+    text = ('description = "d"\n' + GOOD_STEP + '[[steps]]\naction = "freeze"\n[[steps]]\naction = "shutdown"\n'
+            'group = "g"\n[[steps]]\naction = "thaw"\n[[steps]]\naction = "signal"\ngroup = "g"\n'
+            'signal = "SIGTERM"\n[[steps]]\naction = "fill"\ngroup = "g"\nsize = "1MiB"\nsave = "f"\n')
+    steps = parse_scenario(text, "x.toml").steps
+    assert [step.action for step in steps] == ["connect", "freeze", "shutdown", "thaw", "signal", "fill"]
+    assert steps[4].params == {"signal": "SIGTERM", "group": "g", "save": None}
+    assert steps[5].params["start"] == 2 * 1024 * 1024 and steps[5].params["step"] == 512 * 1024
+
+
 def test_every_action_documents_itself():
     for name, action in ACTIONS.items():
         assert action.summary, name
+
+
+def test_every_action_of_the_schema_is_carried_out():
+    from lab.runner.execute import PERFORM
+
+    assert set(PERFORM) == set(ACTIONS)
 
 
 def _steps(*steps: str) -> str:

@@ -13,7 +13,8 @@ from .clients import counters_reach, echo, wait_until
 
 COUNTER_NAMES = {
     "server", "pid", "snapshot", "epoll_waits", "events", "accepts", "recv_calls", "send_calls",
-    "eagain", "bytes_in", "bytes_out", "opened", "closed", "timeouts", "accept_paused",
+    "eagain", "bytes_in", "bytes_out", "bytes_discarded", "bytes_dropped", "opened", "closed",
+    "timeouts", "accept_paused",
 }  # fmt: skip
 
 
