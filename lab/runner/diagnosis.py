@@ -15,9 +15,9 @@ the one named):
   killed by the SIGTERM it was sent to shut down gracefully: it never handled the signal.
 - ``blocking_sockets``: socket fds without O_NONBLOCK; a blocking send() or recv() stalls every
   client, so slow readers, bursts and memory all fail for that one reason. Program-wide.
-- ``never_accepted``: connections the kernel completed waited in the listen backlog (a
-  listener's Recv-Q, read by every probe and after every scenario's last step), never
-  accepted; not counted under an fd limit, where waiting is right.
+- ``never_accepted``: connections the kernel completed still waited in the listen backlog (a
+  listener's Recv-Q) after the scenario's last step, never accepted; not counted under an fd
+  limit or after a shutdown signal, where waiting is right.
 - ``wrong_bytes``: an echo that differs from what was sent (reordered, duplicated, corrupted).
 - ``reset``: the server reset connections (the client got ECONNRESET, not an EOF).
 
@@ -165,21 +165,22 @@ def _blocking(scenarios: dict) -> Diagnosis | None:
 
 
 def _never_accepted(scenario: str, recorded: dict) -> Diagnosis | None:
+    """Read after the scenario's last step, not from its probes: a probe right after a connect
+    may see connections the server is about to accept; one never accepted is still there at
+    the end (closing the client does not take it out of the accept queue)."""
     run = recorded.get("_run", {})
-    if run.get("nofile"):
-        return None  # at an fd limit, connections rightly wait in the backlog
-    # Each probe's reading, then the one taken after the last step (every scenario has it).
-    readings = [(f"{scenario}/{save}", probe.get("listen_backlog")) for save, probe in _probes(recorded)]
-    readings.append((f"{scenario}, after its last step", run.get("listen_backlog")))
-    for where, waiting in readings:
-        if waiting:
-            return Diagnosis(
-                NEVER_ACCEPTED, scenario,
-                f"{waiting:,} connection(s) waited in the listen backlog, never accepted ({where})",
-                "accept() until EAGAIN on every listener event: under EPOLLET one event can stand "
-                "for many waiting connections, and the rest raise no new edge",
-            )
-    return None
+    if run.get("nofile") or run.get("signalled"):
+        return None  # at an fd limit, or once told to shut down, connections rightly wait
+    waiting = run.get("listen_backlog")
+    if not waiting:
+        return None
+    return Diagnosis(
+        NEVER_ACCEPTED, scenario,
+        f"{waiting:,} connection(s) still waited in the listen backlog after the last step of {scenario}, "
+        "never accepted",
+        "accept() until EAGAIN on every listener event: under EPOLLET one event can stand for many "
+        "waiting connections, and the rest raise no new edge",
+    )
 
 
 def _exchanges(recorded: dict) -> Iterator[tuple[str, dict]]:
