@@ -32,7 +32,8 @@ RUN python3 -m venv /tmp/build \
 
 FROM ${BASE_IMAGE}
 
-# WITH_ZIG=1 adds a Zig compiler (PyPI's ziglang, run as `zig`) to build and grade Zig servers.
+# WITH_ZIG=1 adds a Zig compiler (PyPI's ziglang, run as `zig`) to build and grade Zig servers,
+# the version pinned in pyproject.toml's `zig` extra (the one examples/zig is written for).
 ARG WITH_ZIG=
 
 # HOME=/tmp: the lab may run as any uid (the results folder's owner, the SDK's caller), and
@@ -55,7 +56,10 @@ RUN python3 -m venv /opt/lab \
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt /tmp/pyproject.toml \
  && if [ -n "$WITH_ZIG" ]; then \
-        pip install ziglang \
+        python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["zig"], sep="\n")' \
+            > /tmp/zig-requirements.txt \
+        && pip install -r /tmp/zig-requirements.txt \
+        && rm /tmp/zig-requirements.txt \
         && printf '#!/bin/sh\nexec /opt/lab/bin/python -m ziglang "$@"\n' > /opt/lab/bin/zig \
         && chmod 755 /opt/lab/bin/zig; \
     fi

@@ -51,6 +51,7 @@ from pathlib import Path
 from lab import cgroup, probes
 from lab.capture import CappedCapture
 from lab.errors import STATUS_UNKNOWN, UsageError, describe_exit
+from lab.executable import start_error
 from lab.units import format_size
 
 LISTENING_LINE = re.compile(r"listening on (\S+):(\d+)")
@@ -82,15 +83,18 @@ def become_subreaper() -> None:
 
 
 def line_buffered(argv: list[str], cwd: str | Path | None) -> list[str]:
-    """``stdbuf -oL argv...`` when stdbuf exists and the program can be found (stdbuf would
-    otherwise turn "no such program" into an exit status 127 instead of a clear error)."""
+    """``stdbuf -oL argv...`` when stdbuf exists and the program is a native ELF executable:
+    stdbuf works on C stdio, and put in front of anything else (a missing program, a binary
+    for another system, a script with a broken #! line) it would turn the kernel's clear
+    refusal into an exit status 127."""
+    from lab.executable import describe, host_arch, read_header
+
     stdbuf = shutil.which("stdbuf")
     program = argv[0]
-    if "/" in program:
-        found = os.access(os.path.join(cwd or ".", program), os.X_OK)
-    else:
-        found = shutil.which(program) is not None
-    return [stdbuf, "-oL", *argv] if stdbuf and found else list(argv)
+    path = os.path.join(cwd or ".", program) if "/" in program else shutil.which(program)
+    header = read_header(path) if path and os.access(path, os.X_OK) else None
+    native = header is not None and (found := describe(header)).format == "elf" and found.arch == host_arch()
+    return [stdbuf, "-oL", *argv] if stdbuf and native else list(argv)
 
 
 class ServerProcess:
@@ -160,7 +164,8 @@ class ServerProcess:
         except OSError as error:
             for fd in (out_read, err_read):
                 os.close(fd)
-            raise StartError(f"cannot start {self.command!r}: {error.strerror}") from error
+            reason = start_error(error, self.argv[0], self.cwd)
+            raise StartError(f"cannot start {self.command!r}: {reason}") from error
         except subprocess.SubprocessError as error:  # only child_setup runs in the child
             import resource
 

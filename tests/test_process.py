@@ -13,6 +13,7 @@ import select
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -427,6 +428,16 @@ def test_a_sigkilled_parent_takes_its_server_with_it(how, survives):
         parent.stdout.close()
         if child is not None and _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_binary_for_another_system_names_the_target_to_build_for(tmp_path):
+    program = tmp_path / "server"
+    program.write_bytes(struct.pack("<II", 0xFEEDFACF, 0x0100000C) + bytes(24))  # Mach-O, arm64
+    program.chmod(0o755)
+    with pytest.raises(StartError, match=r"Exec format error: it is a macOS \(Mach-O\) executable "
+                                          r"for aarch64.*zig build -Dtarget=\w+-linux"):
+        with ServerProcess([str(program), "8080"]):
+            pass
 
 
 @pytest.mark.parametrize(

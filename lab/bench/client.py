@@ -16,8 +16,8 @@ server it measures. What that means here, and why each choice was made:
   is "from the write() of the request to the epoll_wait() that reported its reply".
 - State lives in a small slotted record per connection, found by fd in a list, not a dict.
 
-Workloads: ``pingpong`` (N connections x M requests, closed-loop, optionally pipelined or
-open-loop at ``rate``), ``stream`` (each connection sends ``stream_bytes`` and reads them back,
+Workloads: ``pingpong`` (N connections x M requests, or for ``duration`` seconds, closed-loop,
+optionally pipelined or open-loop at ``rate``), ``stream`` (each connection sends ``stream_bytes`` and reads them back,
 verified), ``connect`` (a burst of N connects, each proven by one echo, then closed). The
 connection set-up and the warm-up happen in :meth:`LoadClient.prepare`, outside the measured
 window; :meth:`LoadClient.measure` is the measured part.
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+import math
 import os
 import random
 import select
@@ -51,6 +52,8 @@ CONNECT_WAVE = 1024
 CONNECT_PATIENCE = 65.0
 CONNECT_RETRY_SECONDS = 5.0
 STREAM_CHUNK = 64 * 1024
+# "No request limit" for a timed run (-d): far more batches than any run can send.
+UNTIL_STOPPED = 2**62
 
 
 @dataclass(slots=True, eq=False)
@@ -128,9 +131,12 @@ class LoadClient:
         if w.kind == "pingpong":
             if w.rate:
                 self._open_loop(w.requests, latencies, OpenLoopSchedule(started, w.rate, w.connections))
+                batches = len(self.conns) * w.requests
+            elif w.duration:
+                batches = self._closed_loop(UNTIL_STOPPED, latencies, stop_at=started + w.duration)
             else:
-                self._closed_loop(w.requests, latencies)
-            count = len(self.conns) * w.requests * w.pipeline
+                batches = self._closed_loop(w.requests, latencies)
+            count = batches * w.pipeline
             echoed = count * w.size
         elif w.kind == "stream":
             self._stream(w.stream_bytes)
@@ -222,8 +228,9 @@ class LoadClient:
         self.epoll.register(sock.fileno(), select.EPOLLOUT)
 
     # -- ping-pong ---------------------------------------------------------------------
-    def _closed_loop(self, batches: int, latencies: list[float]) -> None:
-        """Each connection sends a batch, waits for its verified echo, sends the next."""
+    def _closed_loop(self, batches: int, latencies: list[float], stop_at: float = math.inf) -> int:
+        """Each connection sends a batch, waits for its verified echo, sends the next, until
+        it has done ``batches`` or the clock passed ``stop_at``; returns the batches done."""
         # The hot path: bound names in locals, one list lookup per event, one comparison.
         table, read, write, clock = self.table, os.read, os.write, time.perf_counter
         poll, record = self.epoll.poll, latencies.append
@@ -257,7 +264,7 @@ class LoadClient:
                     conn.got = b""
                     left = conn.left - 1
                     conn.left = left
-                    if left:
+                    if left and now < stop_at:
                         payload = conn.pair[left & 1]
                         conn.expected = payload
                         conn.sent_at = clock()
@@ -271,6 +278,7 @@ class LoadClient:
                         active -= 1
         except OSError as error:  # ECONNRESET, EPIPE: the server dropped a connection
             raise self._dropped(table[fd] if 0 <= fd < len(table) else None, error) from None
+        return sum(batches - conn.left for conn in self.conns)
 
     def _open_loop(self, requests: int, latencies: list[float], schedule: OpenLoopSchedule) -> None:
         """Requests go out on ``schedule`` (at most one in flight per connection); each

@@ -9,6 +9,11 @@ One measured run: start the server, let the client connect and warm up, read the
 (CPU, counters), run the measured window, read the server again while every connection is
 still open (CPU, counters, memory), then close everything. With ``--strace`` one more run per
 target and workload is traced after the timed repeats; it supplies syscall counts only.
+
+With ``--pin`` (the default on two CPUs or more) this process, the client, runs on the
+client's CPUs for the whole session, and each server is started on the server's CPUs
+(pinning.py says how and why); each run records the CPUs both sides could use, read back from
+the kernel, so the report states what happened rather than what was asked for.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 
 from lab import probes
 from lab.bench.limits import ports_per_address, source_addresses
+from lab.bench.pinning import Pinning, process_cpus, running_on
 from lab.bench.report import RunRecord, run_record
 from lab.bench.targets import RunningTarget, StraceAttach, Target
 from lab.bench.workers import ClientPool
@@ -36,6 +42,7 @@ class Plan:
     repeats: int = 1
     workers: int = 1
     strace: bool = False
+    pinning: Pinning | None = None  # --pin: the server's and the client's CPUs
 
 
 def rotated(items: list, by: int) -> list:
@@ -84,10 +91,12 @@ def measure_external(host: str, port: int, workload: Workload, workers: int, rep
                       load_1min=load)
 
 
-def measure_target(target: Target, workload: Workload, workers: int, repeat: int, traced: bool = False) -> RunRecord:
+def measure_target(target: Target, workload: Workload, workers: int, repeat: int, traced: bool = False,
+                   pinning: Pinning | None = None) -> RunRecord:
     load = os.getloadavg()[0]
-    with RunningTarget(target) as running, ExitStack() as tracing:
+    with RunningTarget(target, cpus=pinning and pinning.server) as running, ExitStack() as tracing:
         pid = running.server.pid
+        server_cpus = process_cpus(pid)
         tracers: list[StraceAttach] = []
 
         def before():
@@ -110,13 +119,20 @@ def measure_target(target: Target, workload: Workload, workers: int, repeat: int
             raise BenchFailure(f"{target.name}: {failure}{tail}") from None
     return run_record(target.name, workload, workers=workers, repeat=repeat, measurement=measurement,
                       before=first, after=second, rss_bytes=rss,
-                      server_threads=min(threads, len(os.sched_getaffinity(0))),
-                      syscalls=tracers[0].counts if tracers else None, load_1min=load)
+                      server_threads=min(threads, len(server_cpus or os.sched_getaffinity(0))),
+                      syscalls=tracers[0].counts if tracers else None, load_1min=load,
+                      server_cpus=server_cpus, client_cpus=sorted(os.sched_getaffinity(0)))
 
 
 def run_plan(plan: Plan, say: Callable[[str], None], runs: list[RunRecord]) -> None:
     """Measure everything in ``plan``, appending to ``runs`` as it goes (so a failure part-way
-    leaves what was measured before it)."""
+    leaves what was measured before it). With ``plan.pinning`` this process (the client) runs
+    on the client's CPUs until it returns."""
+    with running_on(plan.pinning and plan.pinning.client):
+        _run_all(plan, say, runs)
+
+
+def _run_all(plan: Plan, say: Callable[[str], None], runs: list[RunRecord]) -> None:
     for workload in plan.workloads:
         label = f"{workload.kind}, {workload.connections:,} connection(s)"
         for repeat in range(plan.repeats):
@@ -126,12 +142,13 @@ def run_plan(plan: Plan, say: Callable[[str], None], runs: list[RunRecord]) -> N
                 say(f"{label}, repeat {repeat + 1}/{plan.repeats}: {_rate(run)}")
                 continue
             for target in rotated(plan.targets, repeat):
-                run = measure_target(target, workload, plan.workers, repeat)
+                run = measure_target(target, workload, plan.workers, repeat, pinning=plan.pinning)
                 runs.append(run)
                 say(f"{label}, repeat {repeat + 1}/{plan.repeats}, {target.name}: {_rate(run)}")
         if plan.strace:
             for target in plan.targets:
-                run = measure_target(target, workload, plan.workers, plan.repeats, traced=True)
+                run = measure_target(target, workload, plan.workers, plan.repeats, traced=True,
+                                     pinning=plan.pinning)
                 runs.append(run)
                 say(f"{label}, traced {target.name}: {sum(r['calls'] for r in run.syscalls.values()):,} syscalls")
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import probes
+from lab.bench.pinning import running_on
 from lab.errors import UsageError, describe_exit
 from lab.host import free_port
 from lab.process import ServerProcess, request_stats
@@ -162,8 +163,10 @@ def runtime_seconds(pid: int) -> float | None:
 class RunningTarget:
     """A started target. Context manager: the process is stopped and its files removed."""
 
-    def __init__(self, target: Target, host: str = "127.0.0.1", ready_timeout: float = 15.0) -> None:
+    def __init__(self, target: Target, host: str = "127.0.0.1", ready_timeout: float = 15.0,
+                 cpus: tuple[int, ...] | None = None) -> None:
         self.target = target
+        self.cpus = cpus  # --pin: the server's CPUs, inherited by all its threads and children
         self._dir = tempfile.TemporaryDirectory(prefix=f"lab-bench-{target.name.replace('/', '_')}-")
         self.stats_file = Path(self._dir.name) / "stats.json"
         port = free_port(host) if target.fixed_port else None
@@ -174,8 +177,11 @@ class RunningTarget:
 
     def __enter__(self) -> RunningTarget:
         try:
-            self.server.__enter__()
+            with running_on(self.cpus):  # fork + exec inherit the mask: see pinning.py
+                self.server.start()
+            self.server.wait_listening()
         except BaseException:
+            self.server.close()
             self._dir.cleanup()
             raise
         return self

@@ -23,7 +23,9 @@ class BenchFailure(Exception):
 @dataclass(slots=True)
 class Workload:
     """What one measured run does. ``requests`` and ``warmup`` count per connection;
-    ``rate`` (open loop) counts for the whole client."""
+    ``rate`` (open loop) counts for the whole client. With ``duration`` (seconds) a closed-loop
+    ping-pong ignores ``requests``: every connection keeps sending until the time is up, and
+    the window ends when the replies then in flight are in (as wrk's ``-d``)."""
 
     kind: str
     connections: int
@@ -34,6 +36,7 @@ class Workload:
     warmup: int = 1
     stream_bytes: int = 10 * 1024 * 1024
     timeout: float = 30.0
+    duration: float | None = None
 
 
 @dataclass(slots=True)

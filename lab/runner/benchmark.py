@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lab import probes
 from lab.errors import describe_exit
+from lab.executable import start_error
 from lab.process import child_setup
 from lab.runner.program import Program
 from lab.runner.submission import BenchmarkSpec
@@ -117,7 +118,7 @@ def run_benchmark(spec: BenchmarkSpec, server: Program, log_dir: Path) -> dict:
             client = subprocess.Popen(argv, cwd=spec.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True, stdin=subprocess.DEVNULL, preexec_fn=child_setup())
         except OSError as error:
-            status, output = None, f"cannot start {argv[0]}: {error.strerror}"
+            status, output = None, f"cannot start {argv[0]}: {start_error(error, argv[0], spec.cwd)}"
         else:
             try:
                 output, seen = _watch(client, process.pid, spec.timeout)

@@ -606,3 +606,12 @@ def missing_program(item: Item, program: str) -> ItemResult:
     return ItemResult(item.id, item.section, item.points, item.title, Outcome.FAIL,
                       f"measured {measured}; expected {item.expected}",
                       f"add a [{program}] command to the submission file", measured)
+
+
+def build_failed(item: Item, summary: str) -> ItemResult:
+    """Every item of a submission whose build step failed: nothing could be run."""
+    measured = f"nothing: {summary}"
+    return ItemResult(item.id, item.section, item.points, item.title, Outcome.FAIL,
+                      f"measured {measured}; expected {item.expected}",
+                      "fix the build first: its output is in build-output.txt in the results folder",
+                      measured)

@@ -22,9 +22,10 @@ from lab import cgroup, host
 from lab.errors import UsageError
 from lab.runner import preflight
 from lab.runner.benchmark import run_benchmark
+from lab.runner.build import OUTPUT_FILE, BuildResult, BuildStep, resolve_command, run_build
 from lab.runner.checklist import BENCHMARK, CHECKLIST, Item, items_for, select_items
 from lab.runner.execute import run_scenario
-from lab.runner.grading import ItemResult, combine, grade_item, missing_program
+from lab.runner.grading import ItemResult, build_failed, combine, grade_item, missing_program
 from lab.runner.progress import Progress
 from lab.runner import diagnosis, stability
 from lab.runner.stability import MAX_REPEAT
@@ -76,10 +77,12 @@ def grade_submission(
     strict: bool = False,
     repeat: int = 1,
 ) -> RunReport:
-    """Grade every program of a submission on the whole checklist (or ``only``); ``strict``
-    and ``repeat`` as for grade_program (the benchmark runs once)."""
+    """Build the submission if it has a build step, then grade every program of it on the whole
+    checklist (or ``only``). A failed build fails every item with its reason. ``strict`` and
+    ``repeat`` as for grade_program (the build and the benchmark run once)."""
     grade = Grade(submission.name, dict(submission.programs), select_items(CHECKLIST, tuple(only)),
-                  benchmark=submission.benchmark, strict_start=False, strict=strict, repeat=_repeat(repeat))
+                  benchmark=submission.benchmark, strict_start=False, build=submission.build,
+                  strict=strict, repeat=_repeat(repeat))
     return _grade(grade, (), Output(Path(results_dir), progress, junit))
 
 
@@ -93,6 +96,7 @@ class Grade:
     items: tuple[Item, ...]
     benchmark: BenchmarkSpec | None = None
     strict_start: bool = False
+    build: BuildStep | None = None  # run once before anything is graded
     strict: bool = False  # grade the letter: a remark fails
     repeat: int = 1  # rounds; an item whose outcome changes between them is FLAKY
 
@@ -130,17 +134,25 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
         for warning in warnings:
             progress.note(f"warning: {warning}")
 
+    build_argv = resolve_command(grade.build.argv) if grade.build is not None else None  # before any output
     started_wall, started = time.time(), time.monotonic()
     limits_before = cgroup.read_counters()
     with RunDirectory(output.results_dir, grade.name) as run_dir:
+        built = _build(grade.build, build_argv, run_dir.path, progress) if grade.build is not None else None
         rounds, first = [], {}
-        for round_number in range(1, grade.repeat + 1):
-            if progress is not None and grade.repeat > 1:
-                progress.note(f"round {round_number}/{grade.repeat}")
-            logs = run_dir.path / (f"round-{round_number}" if grade.repeat > 1 else "")
-            observations = _observe(grade, plans, scenarios, logs, progress, benchmark=first.get(BENCHMARK))
-            rounds.append({item.id: _result(item, observations, grade.strict) for item in grade.items})
-            first = first or observations
+        if built is None or built.ok:
+            for round_number in range(1, grade.repeat + 1):
+                if progress is not None and grade.repeat > 1:
+                    progress.note(f"round {round_number}/{grade.repeat}")
+                logs = run_dir.path / (f"round-{round_number}" if grade.repeat > 1 else "")
+                observations = _observe(grade, plans, scenarios, logs, progress, benchmark=first.get(BENCHMARK))
+                rounds.append({item.id: _result(item, observations, grade.strict) for item in grade.items})
+                first = first or observations
+        else:
+            rounds.append({item.id: build_failed(item, built.summary()) for item in grade.items})
+            warnings.append(f"{built.summary()}: see {OUTPUT_FILE}")
+        if built is not None:
+            first["build"] = {"build": built.to_json()}
         # In a sandbox, a fork refused by its pids limit shows in no exit status: say so.
         refused = cgroup.kill_cause(limits_before, cgroup.read_counters(), None)
         if refused:
@@ -157,6 +169,8 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
         )
         if grade.benchmark is not None:
             report.programs[BENCHMARK] = " ".join(grade.benchmark.argv)
+        if grade.build is not None:
+            report.programs["build"] = grade.build.command
         run_dir.write("results.json", results_json(report))
         run_dir.write("scorecard.md", scorecard_markdown(report))
         report.run_dir = run_dir.commit()
@@ -209,6 +223,18 @@ def _observe(grade: Grade, plans: dict[str, list[str]], scenarios: dict[str, Sce
     if progress is not None:
         progress.done()
     return observations
+
+
+def _build(step: BuildStep, argv: list[str], run_dir: Path, progress: Progress | None) -> BuildResult:
+    if progress is not None:
+        progress.begin_program("build", step.command)
+    built = run_build(step, argv, run_dir / OUTPUT_FILE)
+    if progress is not None:
+        note = built.summary()
+        if not built.ok:
+            note += f"; its output ends:\n{built.tail()}"
+        progress.note(note)
+    return built
 
 
 def _run_program(target: Program, scenarios: list[Scenario], log_dir: Path,

@@ -3,6 +3,7 @@
 A submission is a TOML file; relative paths and commands run from the folder it is in::
 
     name = "alice"
+    build = "zig build -Doptimize=ReleaseSafe"  # optional, run once before grading
     [level]                     # level_triggered_epoll
     cmd = "./zig-out/bin/level_triggered_epoll {port}"
     [edge]                      # edge_triggered_epoll
@@ -25,7 +26,9 @@ A submission is a TOML file; relative paths and commands run from the folder it 
     timeout = "120s"
 
 Every program may also set ``port = 8080`` when it cannot take ``{port}``, and
-``ready_timeout = "30s"`` when it needs longer than 15 s to start listening. A program left
+``ready_timeout = "30s"`` when it needs longer than 15 s to start listening. ``build`` runs in
+the file's folder before grading (see ``lab.runner.build``: ``zig`` comes from PATH or from
+the ``ziglang`` package). A program left
 out scores 0 on its items, with that reason. Without a file, ``reference()`` is our own
 submission: the five reference servers and ``lab bench``.
 """
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import UsageError
+from lab.runner.build import BuildStep
 from lab.runner.checklist import KINDS
 from lab.runner.program import Program, split_command
 from lab.units import parse_duration
@@ -93,6 +97,7 @@ class Submission:
     name: str
     programs: dict[str, Program]  # kind -> target
     benchmark: BenchmarkSpec | None
+    build: BuildStep | None = None
 
 
 def parse_submission(text: str, path: Path) -> Submission:
@@ -107,7 +112,7 @@ def parse_submission(text: str, path: Path) -> Submission:
 def submission_from_data(data: dict, path: Path) -> Submission:
     """Check a submission file's parsed TOML (any tables, arrays and values TOML can hold)."""
     base = path.resolve().parent
-    known = {"name", *PROGRAM_SECTIONS, "benchmark"}
+    known = {"name", "build", *PROGRAM_SECTIONS, "benchmark"}
     for key in data:
         if key not in known:
             raise SubmissionError(f"{path}: unknown section {key!r}; known: {', '.join(sorted(known))}")
@@ -118,7 +123,8 @@ def submission_from_data(data: dict, path: Path) -> Submission:
     benchmark = _benchmark(path, data["benchmark"], base) if "benchmark" in data else None
     if not programs and benchmark is None:
         raise SubmissionError(f"{path}: names no program; add [level], [edge], ... sections with cmd = '...'")
-    return Submission(_name(path, data.get("name", path.stem)), programs, benchmark)
+    build = _build(path, data["build"], base) if "build" in data else None
+    return Submission(_name(path, data.get("name", path.stem)), programs, benchmark, build)
 
 
 def load_submission(path: Path) -> Submission:
@@ -191,6 +197,16 @@ def _server(path: Path, section: str, kind: str, value: object, base: Path) -> P
                               ready_timeout=ready_timeout)
     except UsageError as error:
         raise SubmissionError(f"{path}: [{section}]: {error}") from None
+
+
+def _build(path: Path, value: object, base: Path) -> BuildStep:
+    if not isinstance(value, str) or not value.strip():
+        raise SubmissionError(f"{path}: field 'build': the command that builds the programs, "
+                              "e.g. build = 'zig build -Doptimize=ReleaseSafe'")
+    try:
+        return BuildStep(split_command(value), base)
+    except UsageError as error:
+        raise SubmissionError(f"{path}: field 'build': {error}") from None
 
 
 def _benchmark(path: Path, value: object, base: Path) -> BenchmarkSpec:

@@ -3,12 +3,15 @@ before anything starts (so these tests open no socket)."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from lab.bench.cli import build_plan, parse_counts
+from lab.bench.options import build_gate, build_plan, parse_counts
+from lab.bench.pinning import default_pinning, running_on
 from lab.cli import build_parser, main
 from lab.errors import UsageError
 
@@ -78,7 +81,7 @@ def test_all_targets():
         (["--target", "edge", "-c", ","], "at least one number"),
         (["--target", "edge", "-c", "1,2,3", "-n", "5,6"], "one per count"),
         (["--target", "edge", "--size", "lots"], "--size"),
-        (["--target", "edge", "--size", "0"], "at least 1 byte"),
+        (["--target", "edge", "--size", "0"], "--size must be greater than 0 bytes"),
         (["--target", "edge", "--rate", "fast"], "--rate must be a number"),
         (["--target", "edge", "--rate", "0"], "greater than 0"),
         (["--target", "edge", "--rate", "100", "--pipeline", "4"], "drop --pipeline"),
@@ -89,11 +92,71 @@ def test_all_targets():
         (["--cmd", "'unbalanced"], "--cmd"),
         (["--cmd", "edge=./srv {port}"], "already taken"),
         (["--cmd", "a=./x {port}", "--cmd", "a=./y {port}"], "already taken"),
+        (["--target", "edge", "-d", "0"], "--duration must be greater than 0"),
+        (["--target", "edge", "-d", "soon"], "--duration: expected a duration"),
+        (["--target", "edge", "-d", "2s", "-n", "10"], "requests per connection (-n) or a duration (-d)"),
+        (["127.0.0.1", "80", "--pin"], "--pin needs a server the bench starts"),
+        (["--target", "edge", "-d", "2s", "--workload", "stream"], "--duration times the pingpong workload"),
     ],
 )
 def test_misuse_is_a_usage_error(argv, message):
-    with pytest.raises(UsageError, match=message.replace("{", r"\{").replace("(", r"\(")):
+    with pytest.raises(UsageError, match=re.escape(message)):
         plan_of(*argv)
+
+
+def gate_of(*argv: str):
+    args = build_parser().parse_args(["bench", *argv])
+    plan, _ = build_plan(args)
+    return build_gate(args, plan)
+
+
+def test_a_timed_run_replaces_the_request_count():
+    plan, _ = plan_of("--target", "edge", "-c", "100,1000", "-d", "2s")
+    assert [(w.connections, w.duration, w.warmup) for w in plan.workloads] == [(100, 2.0, 10), (1000, 2.0, 10)]
+    # An open loop's length is its schedule: 1,000 req/s for 2 s over 10 connections.
+    plan, _ = plan_of("--target", "edge", "-c", "10", "-d", "2s", "--rate", "1000")
+    [workload] = plan.workloads
+    assert (workload.requests, workload.duration) == (200, None)
+
+
+def test_pinning_is_the_default_for_started_servers_only():
+    assert plan_of("--target", "edge")[0].pinning == default_pinning()
+    assert plan_of("--target", "edge", "--no-pin")[0].pinning is None
+    assert plan_of("127.0.0.1", "8080")[0].pinning is None  # someone else's server: not ours to pin
+
+
+def test_one_cpu_means_no_pinning_and_an_explicit_pin_is_refused():
+    with running_on({min(os.sched_getaffinity(0))}):
+        assert plan_of("--target", "edge")[0].pinning is None
+        with pytest.raises(UsageError, match="--pin needs at least 2 usable CPUs; this process may use 1"):
+            plan_of("--target", "edge", "--pin")
+
+
+def test_gate_options():
+    gate = gate_of("--target", "edge,level", "--threshold", "p99<5ms", "--threshold", "edge:req_per_s>5k")
+    assert [(t.target, t.metric.name, t.limit) for t in gate.thresholds] == [(None, "p99", 5.0),
+                                                                             ("edge", "req_per_s", 5000.0)]
+    assert gate.baseline is None and not gate_of("--target", "edge")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--threshold", "p99=5"], "--threshold 'p99=5': '=' cannot judge"),
+        (["--threshold", "level:p99<5"], "no target 'level' in this run (it measures edge)"),
+        (["--max-regression", "5%"], "--max-regression needs --baseline"),
+        (["--baseline", "/nonexistent/bench.json"], "--baseline /nonexistent/bench.json: no such file"),
+    ],
+)
+def test_gate_misuse_is_a_usage_error(argv, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        gate_of("--target", "edge", *argv)
+
+
+def test_a_bad_threshold_exits_2_before_anything_runs(capsys):
+    assert main(["bench", "--target", "edge", "--threshold", "p99<5kb"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lab bench: --threshold 'p99<5kb': p99 is in ms") and "Traceback" not in err
 
 
 def test_misuse_exits_2_with_one_line_and_no_traceback(capsys):
@@ -110,3 +173,4 @@ def test_python_m_lab_bench_help_smoke():
     done = subprocess.run([sys.executable, "-m", "lab", "bench", "--help"], capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 0 and "REQUESTS_PER_CONNECTION" in done.stdout and "--target" in done.stdout
+    assert "Exit status:" in done.stdout and "--threshold" in done.stdout and "--pin, --no-pin" in done.stdout

@@ -8,6 +8,7 @@ connections and a few hundred requests: this checks behaviour, not speed.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import socket
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from lab.bench.client import LoadClient
+from lab.bench.pinning import default_pinning
 from lab.bench.workload import Workload
 from lab.process import ServerProcess
 
@@ -176,3 +178,37 @@ def test_a_cmd_target_gets_its_port_and_is_measured(bench, tmp_path):
     [result] = json.loads((report_dir(tmp_path) / "bench.json").read_text())
     assert result["target"] == Path(sys.executable).name
     assert result["requests"] == 3 * 40 * 4 and result["pipeline"] == 4
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin needs two CPUs")
+def test_pinned_server_threads_and_client_run_on_disjoint_cpus(bench, tmp_path):
+    before = os.sched_getaffinity(0)
+    # oneshot runs worker threads: every one of them must be on the server's side.
+    status, out, err = bench("--target", "oneshot", "-c", "4", "-n", "50", "--repeat", "1", "--no-plots")
+    assert status == 0, err
+    assert os.sched_getaffinity(0) == before  # the bench gave this process its CPUs back
+    [result] = json.loads((report_dir(tmp_path) / "bench.json").read_text())
+    expected = default_pinning()
+    assert result["pinning"] == {"server": list(expected.server), "client": list(expected.client)}
+    assert f"pinned: {expected.describe()}" in err
+    assert "server on CPU" in (report_dir(tmp_path) / "bench.md").read_text()
+
+
+def test_no_pin_leaves_the_cpus_shared(bench, tmp_path):
+    status, _, err = bench("--target", "edge", "-c", "2", "-n", "20", "--repeat", "1", "--no-pin", "--no-plots")
+    assert status == 0, err
+    [result] = json.loads((report_dir(tmp_path) / "bench.json").read_text())
+    assert result["pinning"] is None
+    assert "pinning: none" in (report_dir(tmp_path) / "bench.md").read_text()
+
+
+def test_a_timed_run_lasts_its_duration(bench, serve, tmp_path):
+    server = serve("edge", stats=False)
+    status, out, err = bench(server.process.host, str(server.process.port), "-c", "3", "-d", "0.3s", "--no-plots")
+    assert status == 0, err
+    assert "duration: 0.3 s per measured run" in out
+    [result] = json.loads((report_dir(tmp_path) / "bench.json").read_text())
+    [run] = result["runs"]
+    assert result["duration_s"] == 0.3 and result["requests_per_connection"] is None
+    # Every connection kept going until the time was up, then the replies in flight came in.
+    assert run["elapsed_s"] >= 0.3 and result["requests"] == run["ops"] > 3

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from lab.bench.platform_info import describe, parse_cpu_model
-from lab.host import container_kind
-from lab.bench.report import bottleneck, cpu_split, markdown, run_record, summarize, table, write_reports
+from lab.bench.report import (bottleneck, busy_notes, cpu_split, markdown, pinning_line, run_record, summarize, table,
+                              unsteady_notes, write_reports)
 from lab.bench.targets import Snapshot, parse_schedstat, parse_strace_summary
+from lab.host import container_kind
 from lab.bench.workload import Measurement, Workload
 from lab.probes import CpuTimes
 
@@ -54,7 +55,10 @@ def test_summary_is_the_median_over_repeats_with_its_spread():
     [result] = summarize(edge_runs(), PLATFORM)
     assert result["target"] == "edge" and result["workload"] == "pingpong" and result["repeats"] == 3
     assert result["req_per_s"] == pytest.approx(1000.0)  # rates 1000, 800, 1250
-    assert result["req_per_s_spread"] == pytest.approx({"min": 800.0, "max": 1250.0, "relative": 0.45})
+    assert result["req_per_s_spread"] == pytest.approx({"min": 800.0, "max": 1250.0, "relative": 0.45,
+                                                         "ci_low": 800.0, "ci_high": 1250.0, "ci_level": 0.75})
+    assert result["unsteady"] == {"req_per_s": pytest.approx(0.45)}  # 45 % > 10 %
+    assert result["pinning"] is None  # the made-up runs say nothing about CPUs
     assert result["server_cpu"]["user_us_per_op"] == pytest.approx(200.0)
     assert result["server_cpu"]["system_us_per_op"] == pytest.approx(600.0)
     assert result["counters_per_op"]["epoll_waits"] == pytest.approx(0.1)
@@ -99,13 +103,57 @@ def test_markdown_and_json_reports(tmp_path):
     assert set(loaded[0]["latency_ms"]) >= {"p50", "p90", "p99", "p999", "max"}
 
 
+def test_an_unsteady_result_is_flagged_and_explained():
+    results = summarize(edge_runs(), PLATFORM)  # req/s 800, 1000, 1250: ±45 %
+    [note] = unsteady_notes(results)
+    assert note.startswith("UNSTEADY: edge (pingpong, 10 connection(s)): req_per_s ±45 % over 3 repeats")
+    text = markdown(results, describe(PLATFORM), "lab bench", [note])
+    assert "1,000 ±45% ⚠" in text and "800–1,250 (75 %)" in text  # the median's interval, and its level
+    assert "- pinning: none" in text
+    # Negative control: repeats within 10 % carry no flag and no note.
+    steady = [run for run in edge_runs() if run.elapsed_s == 1.0] * 3
+    assert unsteady_notes(summarize(steady, PLATFORM)) == [] and "⚠" not in table(summarize(steady, PLATFORM), "pingpong")
+
+
+@pytest.mark.parametrize(("load", "noted"), [(1.5, False), (2.0, True), (9.7, True)])
+def test_a_busy_machine_is_named(load, noted):
+    runs = edge_runs()
+    runs[1].load_1min = load
+    notes = busy_notes(summarize(runs, PLATFORM), cpus=2)
+    assert bool(notes) is noted
+    if noted:
+        assert notes[0].startswith(f"BUSY MACHINE: the 1-minute load average reached {load:.1f} on 2 CPU(s)")
+
+
+def test_pinned_workers_are_bound_at_the_client_cpus_they_share():
+    runs = edge_runs()  # client CPU 0.5 s per run of 0.8-1.25 s: 40-62 % of a core
+    for run in runs:
+        run.workers, run.client_cpus = 2, [1]
+        run.client_cpu = {"total_s": run.elapsed_s * 0.95, "user_s": None, "system_s": None}
+    assert summarize(runs, PLATFORM)[0]["bound"] == "client"  # 95 % of the one CPU both workers have
+    for run in runs:
+        run.client_cpus = [0, 1]
+    assert summarize(runs, PLATFORM)[0]["bound"] == "neither"  # 95 % of two cores' worth is not bound
+
+
+def test_pinning_is_stated_only_when_every_run_was_pinned():
+    runs = edge_runs()
+    for run in runs:
+        run.server_cpus, run.client_cpus = [0], [1]
+    [result] = summarize(runs, PLATFORM)
+    assert result["pinning"] == {"server": [0], "client": [1]}
+    assert pinning_line([result]).startswith("server on CPU 0, client on CPU 1")
+    runs[1].client_cpus = [0, 1]  # one run where the client could reach the server's CPU
+    assert summarize(runs, PLATFORM)[0]["pinning"] is None
+
+
 def test_stream_and_connect_tables_use_their_own_units():
     stream = run_record("level", Workload("stream", 1, stream_bytes=10 * 1024 * 1024), workers=1, repeat=0,
                         measurement=Measurement(0.0, 0.5, 0, 10 * 1024 * 1024, [], 0.1, 0.3, 0.4))
     assert stream.ops == pytest.approx(10.0) and stream.per_second == pytest.approx(20.0)
     [result] = summarize([stream], PLATFORM)
     assert result["mib_per_s"] == pytest.approx(20.0) and result["latency_ms"] is None and result["op"] == "MiB"
-    assert "20.0 ±0%" in table([result], "stream")
+    assert "| 20.0 " in table([result], "stream") and "±0%" not in table([result], "stream")  # one run: no spread
 
 
 STRACE_SAMPLE = """\

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.bench.stats import OpenLoopSchedule, latency_summary_ms, percentile, per_unit, spread
+from lab.bench.stats import OpenLoopSchedule, latency_summary_ms, median_interval, percentile, per_unit, spread, unsteady
 
 
 @pytest.mark.parametrize(
@@ -73,3 +73,31 @@ def test_spread_reports_median_and_relative_range():
 @pytest.mark.parametrize(("amount", "units", "expected"), [(10.0, 4, 2.5), (None, 4, None), (10.0, 0, None)])
 def test_per_unit(amount, units, expected):
     assert per_unit(amount, units) == expected
+
+
+@pytest.mark.parametrize(
+    ("n", "low_rank", "level"),
+    [
+        (2, 1, 0.5),
+        (3, 1, 0.75),
+        (5, 1, 0.9375),  # five repeats: min..max is the best there is, 93.8 %
+        (6, 1, 0.96875),
+        (9, 2, 0.9609375),  # from nine on, the extremes can be dropped
+        (20, 6, 0.9586105346679688),
+    ],
+)
+def test_median_interval_is_the_sign_test_interval(n, low_rank, level):
+    values = [float(v) for v in range(n, 0, -1)]  # unsorted on purpose
+    interval = median_interval(values)
+    assert (interval.low, interval.high) == (low_rank, n - low_rank + 1)
+    assert interval.level == pytest.approx(level)
+
+
+def test_median_interval_needs_two_values():
+    assert median_interval([5.0]) is None and median_interval([]) is None
+
+
+def test_unsteady_names_the_figures_spread_over_ten_percent():
+    spreads = {"req_per_s": spread([100.0, 90.0, 110.0]), "server_us_per_op": spread([8.0, 8.2, 8.1])}
+    assert unsteady(spreads) == {"req_per_s": pytest.approx(0.2)}
+    assert unsteady({"req_per_s": spread([100.0, 95.0, 105.0])}) == {}  # exactly 10 %: steady

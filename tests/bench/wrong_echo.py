@@ -1,8 +1,8 @@
 """A deliberately wrong echo server: the bench's negative control.
 
-``python tests/bench/wrong_echo.py MODE`` listens on a free port, prints ``listening on
-HOST:PORT`` and misbehaves from the THIRD request on each connection (so the warm-up passes
-and the failure lands in the measured part):
+``python tests/bench/wrong_echo.py MODE [PORT]`` listens on PORT (default: a free one), prints
+``listening on HOST:PORT`` and misbehaves from the THIRD request on each connection (so the
+warm-up passes and the failure lands in the measured part):
 
 - ``correct``: echoes faithfully (the positive control: the same bench must pass);
 - ``flip``: flips one bit of the reply;
@@ -10,6 +10,12 @@ and the failure lands in the measured part):
 - ``stale``: echoes the previous request instead of this one;
 - ``close``: closes the connection instead of answering;
 - ``silent``: never answers.
+
+and one mode that is right but slow, for the CI gate (``--threshold``, ``--baseline``):
+
+- ``slow``: sleeps 1 ms on every event before it echoes, from the first request on: a
+  regression no client can hide, since the server then answers at most 1,000 requests a
+  second, however many connections ask.
 
 Selector-based and single-threaded: it needs to be wrong, not fast.
 """
@@ -20,9 +26,11 @@ import selectors
 import signal
 import socket
 import sys
+import time
 
-MODES = ("correct", "flip", "extra", "stale", "close", "silent")
+MODES = ("correct", "flip", "extra", "stale", "close", "silent", "slow")
 GOOD_REQUESTS = 2
+SLOW_SECONDS = 0.001
 
 
 def reply(mode: str, data: bytes, previous: bytes) -> bytes | None:
@@ -34,14 +42,15 @@ def reply(mode: str, data: bytes, previous: bytes) -> bytes | None:
         return previous
     if mode in ("close", "silent"):
         return None
-    return data
+    return data  # correct, slow
 
 
 def main() -> int:
     mode = sys.argv[1]
     assert mode in MODES, mode
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    listener = socket.create_server(("127.0.0.1", 0))
+    listener = socket.create_server(("127.0.0.1", port))
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     seen: dict[socket.socket, list] = {}
@@ -54,6 +63,8 @@ def main() -> int:
                 seen[conn] = [0, b""]
                 continue
             conn = key.fileobj
+            if mode == "slow":
+                time.sleep(SLOW_SECONDS)  # the fault itself: a server that stalls on every event
             try:
                 data = conn.recv(65536)
                 count, previous = seen[conn]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from pathlib import Path
 import subprocess
 import sys
 import xml.etree.ElementTree as ET

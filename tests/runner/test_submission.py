@@ -58,6 +58,9 @@ def test_a_submission_names_one_command_per_program(tmp_path):
         ('[timeout]\ncmd = "./t {port}"\nidle_timeout = "later"\n', "[timeout] field 'idle_timeout'"),
         ('[benchmark]\ncmd = "./b"\nserver = "turbo"\n', "[benchmark] field 'server'"),
         ('[benchmark]\ncmd = "./b"\nconnections = 0\n', "[benchmark] field 'connections'"),
+        ('build = ""\n[edge]\ncmd = "./e {port}"\n', "field 'build'"),
+        ('build = ["zig", "build"]\n[edge]\ncmd = "./e {port}"\n', "field 'build'"),
+        ('build = "zig \'build"\n[edge]\ncmd = "./e {port}"\n', "field 'build': cannot split the command"),
     ],
 )
 def test_a_broken_submission_names_file_section_and_field(tmp_path, text, message):
@@ -65,6 +68,17 @@ def test_a_broken_submission_names_file_section_and_field(tmp_path, text, messag
         parse_submission(text, tmp_path / "sub.toml")
     assert str(tmp_path / "sub.toml") in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_a_build_step_runs_from_the_submissions_folder(tmp_path):
+    text = 'build = "zig build -Doptimize=ReleaseSafe"\n[edge]\ncmd = "./zig-out/bin/edge {port}"\n'
+    build = parse_submission(text, tmp_path / "sub.toml").build
+    assert build.argv == ("zig", "build", "-Doptimize=ReleaseSafe")
+    assert build.cwd == tmp_path
+
+
+def test_a_submission_without_a_build_step_has_none():
+    assert parse_submission(FULL, Path("alice.toml")).build is None
 
 
 def test_the_reference_submission_is_our_five_servers_and_lab_bench():

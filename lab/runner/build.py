@@ -1,0 +1,111 @@
+"""A submission's build step: ``build = "zig build -Doptimize=ReleaseSafe"``, run once from the
+submission's folder before anything is graded.
+
+``zig`` is looked up on PATH first, then taken from PyPI's ``ziglang`` package
+(``pip install -e '.[zig]'``) as ``python -m ziglang``, so a venv with the lab's ``zig`` extra
+needs no other download. A build command that cannot be found at all is a usage error (exit
+2: the machine lacks a tool, the submission is not at fault). A build that runs and fails is
+a failed grade: every item fails with that reason, and the compiler's output is kept in the
+results folder as ``build-output.txt``, its last lines also shown on the terminal.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.errors import UsageError
+from lab.executable import start_error
+
+BUILD_TIMEOUT = 900.0  # a first Zig build compiles the standard library: minutes on a busy machine
+OUTPUT_FILE = "build-output.txt"
+TAIL_LINES = 12
+ZIG_EXTRA_HINT = "pip install -e '.[zig]' (PyPI's ziglang, pinned in pyproject.toml)"
+
+
+@dataclass(slots=True, frozen=True)
+class BuildStep:
+    """The build command as written, and the folder it runs in."""
+
+    argv: tuple[str, ...]
+    cwd: Path
+    timeout: float = BUILD_TIMEOUT
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(slots=True, frozen=True)
+class BuildResult:
+    command: str
+    status: int | None  # None: it did not finish within the timeout
+    seconds: float
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+    def summary(self) -> str:
+        """One line: what ran and how it ended."""
+        if self.status is None:
+            ended = "did not finish within its timeout"
+        elif self.status == 0:
+            ended = "succeeded"
+        else:
+            ended = f"failed with exit status {self.status}"
+        return f"the build `{self.command}` {ended} after {self.seconds:.1f} s"
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        return "\n".join(self.output.rstrip().splitlines()[-lines:])
+
+    def to_json(self) -> dict:
+        return {"command": self.command, "status": self.status, "seconds": round(self.seconds, 1),
+                "output": OUTPUT_FILE}
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def resolve_command(argv: tuple[str, ...] | list[str], which=None, has_module=None) -> list[str]:
+    """The argv to run: ``zig`` from PATH, else ``python -m ziglang``. Raises UsageError naming
+    the missing tool and how to get it. ``which`` and ``has_module`` default to shutil.which
+    and ``installed``."""
+    which, has_module = which or shutil.which, has_module or installed
+    program, *rest = argv
+    if "/" in program or which(program) is not None:
+        return list(argv)
+    if program == "zig":
+        if has_module("ziglang"):
+            return [sys.executable, "-m", "ziglang", *rest]
+        raise UsageError(f"the build needs `zig`: it is not on PATH and the Python package ziglang "
+                         f"is not installed; {ZIG_EXTRA_HINT}")
+    raise UsageError(f"the build command `{shlex.join(argv)}` cannot run: {program} is not on PATH")
+
+
+def run_build(step: BuildStep, argv: list[str], output_path: Path) -> BuildResult:
+    """Run the resolved ``argv`` in the submission's folder; its output goes to ``output_path``."""
+    started = time.monotonic()
+    with output_path.open("w+", encoding="utf-8", errors="replace") as output:
+        output.write(f"$ {step.command}\n(run as {shlex.join(argv)} in {step.cwd})\n")
+        output.flush()
+        try:
+            done = subprocess.run(argv, cwd=step.cwd, stdin=subprocess.DEVNULL, stdout=output,
+                                  stderr=subprocess.STDOUT, timeout=step.timeout)
+            status = done.returncode
+        except subprocess.TimeoutExpired:  # subprocess.run killed it already
+            status = None
+        except OSError as error:
+            raise UsageError(f"the build command `{step.command}` cannot run: "
+                             f"{start_error(error, argv[0], step.cwd)}") from None
+        output.seek(0)
+        text = output.read()
+    return BuildResult(step.command, status, time.monotonic() - started, text)
