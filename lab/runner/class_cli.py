@@ -29,6 +29,9 @@ def grade_class_command(args: argparse.Namespace) -> int:
     for flag, value in (("--copy-to", args.copy_to), ("--name", args.name)):
         if value is not None:
             raise UsageError(f"{flag} is for one submission (each sandbox runs it); a class names each by its folder")
+    if args.ready_timeout is not None:
+        raise UsageError("--ready-timeout is for one submission; in a class, set ready_timeout = '30s' in the "
+                         "sections of the submission files whose programs start slowly")
     select_items(CHECKLIST, tuple(args.only))  # a wrong --only is one message, not one per student
     entries = classroom.discover(args.submission)
     if len(args.submission) == 1:

@@ -31,6 +31,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _ready_timeout(text: str) -> float:
+    seconds = _duration(text)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"the ready timeout must be longer than 0 s, got {text!r}")
+    return seconds
+
+
 def _path(text: str) -> Path:
     if "\0" in text:
         raise argparse.ArgumentTypeError(f"{text!r}: not a file name (it holds a NUL byte)")
@@ -101,8 +108,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
         "run",
         help="run scenarios against one server and grade it",
-        description="Run the scenarios against one server and grade it on the checklist items of its kind.",
-        epilog="example: lab run --cmd './zig-out/bin/edge_triggered_epoll {port}' --as edge",
+        description="Run the scenarios against one server and grade it on the checklist items\n"
+                    "of its kind.",
+        epilog="example: lab run --cmd './zig-out/bin/edge_triggered_epoll {port}' --as edge\n\n"
+               "exit status: 0 when every mandatory item graded passed, else 1; 2 usage (a bad\n"
+               "option or scenario file, a program that never listens); 3 internal error (a bug\n"
+               "in the lab).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO_OR_DIR",
                      help="scenario files or folders (default: the shipped scenarios/)")
@@ -118,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="with --cmd --as timeout: how often it checks for idle connections (default 1s)")
     run.add_argument("--drain-timeout", type=_duration, metavar="DURATION",
                      help="with --cmd --as graceful: its longest drain after SIGTERM (default 10s)")
-    run.add_argument("--ready-timeout", type=_duration, metavar="DURATION",
+    run.add_argument("--ready-timeout", type=_ready_timeout, metavar="DURATION",
                      help="how long the program may take to start listening (default 15s)")
     _common(run)
     # --list reads files and prints; it needs no epoll, so it runs on any host.
@@ -134,12 +146,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "reachable, and write class.json, class.csv, class.md and class.html.",
         epilog="exit status: one submission: 0 when every mandatory item passed, else 1. A class: "
                "0 when every submission was graded (whatever its score), 1 when one could not be. "
-               "2: a usage error.",
+               "2: usage (a bad option or submission file). 3: internal error (a bug in the lab).",
     )
     grade.add_argument("submission", nargs="*", type=Path, metavar="SUBMISSION",
-                       help="a submission file (see lab/runner/submission.py for its fields), a "
+                       help="a submission file (its fields: README, 'Grade your own server'), a "
                             "folder with a submission.toml, or a folder of student folders")
     _common(grade)
+    grade.add_argument("--ready-timeout", type=_ready_timeout, metavar="DURATION",
+                       help="one submission, or the reference servers: how long each program may take "
+                            "to start listening (default 15s); a program whose section in the submission "
+                            "file sets ready_timeout keeps its own")
     klass = grade.add_argument_group("grading a class")
     klass.add_argument("--jobs", type=_whole, metavar="N",
                        help="grade N submissions at once (default: one per two usable cores, "
@@ -233,13 +249,13 @@ def grade_command(args: argparse.Namespace) -> int:
             from lab.runner.classroom import copy_submission
 
             file = copy_submission(file, args.copy_to)
-        submission = load_submission(file)
+        submission = load_submission(file, ready_timeout=args.ready_timeout)
         if args.name:
             submission = dataclasses.replace(submission, name=args.name)
     elif args.copy_to is not None or args.name:
         raise UsageError("--copy-to and --name need a submission file")
     else:
-        submission = reference()
+        submission = reference(args.ready_timeout)
     report = grade_submission(submission, args.only, results_dir=args.results, progress=Progress(),
                               junit=args.junit, strict=args.strict, repeat=args.repeat)
     return _print(report)

@@ -12,7 +12,6 @@ problem: wrong command, wrong port); ``grade_submission`` instead scores that pr
 from __future__ import annotations
 
 import datetime
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from lab import cgroup, host
 from lab.errors import UsageError
+from lab.files import check_writable, write_atomically
 from lab.runner import preflight
 from lab.runner.benchmark import run_benchmark
 from lab.runner.build import OUTPUT_FILE, BuildResult, BuildStep, resolve_command, run_build
@@ -116,7 +116,7 @@ class Output:
 
 def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -> RunReport:
     if output.junit is not None:
-        _check_writable(Path(output.junit), "--junit")
+        check_writable(Path(output.junit), "--junit")
     scenarios = load_scenarios(scenario_paths)
     explicit = bool(scenario_paths)
     grade.items = _gradable_items(grade.items, scenarios, explicit)
@@ -176,7 +176,7 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
         report.run_dir = run_dir.commit()
     if output.junit is not None:
         try:
-            _write_atomically(Path(output.junit), junit_xml(report))
+            write_atomically(Path(output.junit), junit_xml(report))
         except OSError as error:  # checked before the run, but the disk may fill up meanwhile
             raise UsageError(f"the results are in {report.run_dir}, but --junit {output.junit} "
                              f"could not be written: {error.strerror}") from error
@@ -277,40 +277,3 @@ def _result(item: Item, observations: dict[str, dict], strict: bool = False) -> 
         return combine(item, per_program)
     missing = item.kinds[0]
     return missing_program(item, "signal" if missing == "graceful" else missing)
-
-
-def _check_writable(path: Path, option: str) -> None:
-    """Before anything runs: a file written at the end of the run can be written, so a long
-    run never ends in an error after its results were written. Tried for real (create and
-    remove the temporary file ``_write_atomically`` would use), since a permission check
-    tells nothing to root."""
-    if "\0" in str(path):
-        raise UsageError(f"{option} {str(path)!r}: not a file name (it holds a NUL byte)")
-    if path.is_dir():
-        raise UsageError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'junit.xml'}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # _write_atomically creates the missing folders
-    if not folder.is_dir():
-        raise UsageError(f"{option} {path}: {folder} is not a folder")
-    if folder != path.parent:
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UsageError(f"{option} {path}: cannot create folders in {folder} (permission denied)")
-        return
-    trial = _partial_name(path)
-    try:
-        trial.open("x").close()
-        trial.unlink()
-    except OSError as error:
-        raise UsageError(f"{option} {path}: cannot write there: {error.strerror}; pick another path") from None
-
-
-def _partial_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial-{os.getpid()}")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial_name(path)
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)

@@ -18,6 +18,10 @@ from lab.cli import main
 from lab.runner.class_cli import _grade_options
 
 
+from lab.errors import UsageError
+from lab.runner import run as runner_run
+
+
 def run_lab(capsys, *argv: str) -> tuple[int, str, str]:
     status = main(list(argv))
     out, err = capsys.readouterr()
@@ -261,6 +265,49 @@ def test_a_bad_ready_timeout_is_a_message_and_exit_2(capsys, tmp_path, value, me
     try:
         status, _, err = run_lab(capsys, "run", "--target", "edge", "--ready-timeout", value, "--results", str(tmp_path))
     except SystemExit as exit_:  # argparse refuses what parse_duration cannot read
+        status, err = exit_.code, capsys.readouterr().err
+    assert status == 2 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+SILENT = f"{sys.executable} -c 'import time; time.sleep(60)' {{port}}"
+
+
+@pytest.mark.parametrize(("own", "waited"), [("", "0.5 s"), ('ready_timeout = "1s"\n', "1 s")])
+def test_grade_ready_timeout_is_the_default_a_submission_file_may_override(capsys, tmp_path, own, waited):
+    submission = tmp_path / "sub.toml"
+    submission.write_text(f'[edge]\ncmd = "{SILENT}"\n{own}')
+    status, out, err = run_lab(capsys, "grade", str(submission), "--only", "edge.drains", "--ready-timeout", "500ms",
+                               "--results", str(tmp_path / "results"))
+    assert status == 1, err
+    [run] = (tmp_path / "results").iterdir()
+    [item] = json.loads((run / "results.json").read_text())["items"]
+    assert "did not listen on 127.0.0.1:" in item["evidence"] and f"within {waited}" in item["evidence"]
+
+
+def test_grade_ready_timeout_reaches_the_reference_servers(capsys, tmp_path, monkeypatch):
+    graded = []
+
+    def grade_submission(submission, *args, **kwargs):
+        graded.append(submission)
+        raise UsageError("stopped before grading")
+
+    monkeypatch.setattr(runner_run, "grade_submission", grade_submission)
+    status, _, err = run_lab(capsys, "grade", "--ready-timeout", "30s", "--results", str(tmp_path))
+    assert status == 2 and "stopped before grading" in err
+    [submission] = graded
+    assert submission.name == "reference"
+    assert {program.ready_timeout for program in submission.programs.values()} == {30.0}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["grade", "--ready-timeout", "0s"], "the ready timeout must be longer than 0 s"),
+    (["grade", "a.toml", "b.toml", "--ready-timeout", "30s"], "--ready-timeout is for one submission"),
+])
+def test_a_bad_grade_ready_timeout_is_a_message_and_exit_2(capsys, tmp_path, argv, message):
+    try:
+        status, _, err = run_lab(capsys, *argv, "--results", str(tmp_path))
+    except SystemExit as exit_:  # argparse refuses the value itself
         status, err = exit_.code, capsys.readouterr().err
     assert status == 2 and message in err
     assert list(tmp_path.iterdir()) == []
