@@ -15,11 +15,9 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
-from lab.runner.class_cli import _grade_options
-
-
 from lab.errors import UsageError
 from lab.runner import run as runner_run
+from lab.runner.class_cli import _grade_options
 
 
 def run_lab(capsys, *argv: str) -> tuple[int, str, str]:
