@@ -87,13 +87,18 @@ def _how_to_grade(args: argparse.Namespace):
                                    file_size=args.file_size)
             image = container.ensure_image(client)
             description = {"kind": "docker", "image": image, "limits": limits.words()}
-            return description, classroom.sandboxed_grader(client, image, limits, args.only)
+            return description, classroom.sandboxed_grader(client, image, limits, args.only, _grade_options(args))
     else:
         _warn("--no-sandbox")
     if sys.platform != "linux":
         raise UsageError(f"epoll is Linux-only: on {sys.platform} each submission is graded in a container, "
                          "so a class needs a reachable Docker engine (Docker Desktop)")
-    return None, classroom.native_grader(args.only, args.time_limit)
+    return None, classroom.native_grader(args.only, args.time_limit, _grade_options(args))
+
+
+def _grade_options(args: argparse.Namespace) -> list[str]:
+    """The options each submission's ``lab grade`` gets besides ``--only``."""
+    return ["--strict"] * bool(args.strict) + (["--repeat", str(args.repeat)] if args.repeat > 1 else [])
 
 
 def _warn(why: str) -> None:

@@ -90,6 +90,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
                         help="put the run folder under DIR (default results)")
     parser.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
+    parser.add_argument("--strict", action="store_true",
+                        help="grade the assignment's letter: a PASS with remark counts as a FAIL")
+    parser.add_argument("--repeat", type=_repeat, default=1, metavar="N",
+                        help="grade N times; an item whose outcome changes is FLAKY and the run exits 1")
+
+
+def _repeat(text: str) -> int:
+    from lab.runner.stability import MAX_REPEAT
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_REPEAT:
+        raise argparse.ArgumentTypeError(f"a number of runs from 1 to {MAX_REPEAT}, got {text!r}")
+    return int(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -207,7 +219,7 @@ def run_command(args: argparse.Namespace) -> int:
     from lab.runner.run import grade_program
 
     report = grade_program(_target(args), args.only, results_dir=args.results, progress=Progress(),
-                          scenarios=args.scenarios, junit=args.junit)
+                          scenarios=args.scenarios, junit=args.junit, strict=args.strict, repeat=args.repeat)
     return _print(report)
 
 
@@ -245,7 +257,7 @@ def grade_command(args: argparse.Namespace) -> int:
     else:
         submission = reference(args.ready_timeout)
     report = grade_submission(submission, args.only, results_dir=args.results, progress=Progress(),
-                              junit=args.junit)
+                              junit=args.junit, strict=args.strict, repeat=args.repeat)
     return _print(report)
 
 
@@ -281,5 +293,17 @@ def listing(scenarios: dict) -> str:
     return "\n\n".join([
         tabulate(scenario_rows, headers=["scenario", "clients", "what it does", "feeds"]),
         tabulate(item_rows, headers=["item", "points", "programs", "checks that", "scenarios"]),
+        tabulate(OUTCOME_LEGEND, headers=["outcome", "scores", "means"]),
         tabulate(action_rows, headers=["step action", "fields", "optional fields", "what it does"]),
     ])
+
+
+# What each outcome on a scorecard means (``lab run --list`` prints it; the README says the same).
+OUTCOME_LEGEND = [
+    ["PASS", "yes", "the behaviour was exercised and is right"],
+    ["PASS with remark", "yes", "right on the merits but not the assignment's letter; the remark says "
+                                "what the letter expects (--strict: a FAIL)"],
+    ["FAIL", "no", "exercised and wrong; the cause line names what went wrong first, the hint what to fix"],
+    ["NOT EXERCISED", "no", "the scenario never reached the behaviour, so nothing was proven; it says why"],
+    ["FLAKY: ...", "its worst", "--repeat N: the outcome changed between runs (the run exits 1)"],
+]
