@@ -355,33 +355,13 @@ CORPUS_BY_NAME = {server.name: server for server in CORPUS}
 # with the evidence. Each makes its server's test XFAIL; once fixed, the test fails until the
 # entry is removed from here (strict).
 KNOWN_WRONG: dict[tuple[str, str], str] = {
-    ("c-et-accepts-once", "cleanup.fds_released"):
-        "FAIL on 'CLOSE_WAIT 571' with the hint 'on close: epoll_ctl(DEL), close(fd)': those "
-        "sockets were never accepted (they wait in the backlog), the server closes all it has",
     ("c-et-accepts-once", "errors.fd_exhaustion"):
-        "FAIL with the hint 'on EMFILE stop watching the listener': it held 7 fds, the limit "
+        "FAIL with the hint 'on EMFILE stop watching the listener': it held 7-8 fds, the limit "
         "(64) was never reached, the flood waited in the backlog",
-    ("c-et-blocking-accepted", "cleanup.bounded_memory"):
-        "FAIL with the hint 'cap the per-connection output buffer' on 'RSS grew +0.0 MiB; another "
-        "client: 0/1 echoed': the loop is stuck in a blocking read(), nothing was buffered",
-    ("c-et-blocking-accepted", "cleanup.concurrent_clients"):
-        "FAIL with the hint 'a slow path per connection, a small backlog or a per-process fd "
-        "limit' on '1/1,000 echoed': the loop is stuck in the first client's blocking read()",
-    ("c-et-blocking-accepted", "edge.drains"):
-        "FAIL with the hint 'the server does not read (or accept) until EAGAIN under EPOLLET' on "
-        "'all echoed in 5.0 ms; 0/2 clients that connected together were served': it did read "
-        "until the socket was empty, then blocked in read() on a blocking socket",
-    ("py-asyncio-streams-via-sh", "cleanup.bounded_memory"):
-        "NOT EXERCISED on 'the server read none of it' (hint 'accept and read every connection'): "
-        "the shell's RSS and queues are read, not the server's",
     ("c-et-reads-once-4k", "errors.abrupt_clients"):
         "PASS on 'half-close: 28/28 bytes echoed after the FIN, no EOF within 1 s': the FIN that "
         "came with the data is never read, the connection is never closed, the judge does not "
         "require the EOF",
-    ("py-asyncio-streams-via-sh", "level.epoll_created"):
-        "FAIL on '0 eventpoll fd(s)': the shell is probed, not the server it started",
-    ("c-lt-forgets-close-via-sh", "level.epoll_created"):
-        "FAIL on '0 eventpoll fd(s)': the shell is probed, not the server it started",
 }
 
 # Verdicts that agree or disagree with CORPUS depending on timing (machine load, which event
@@ -395,19 +375,6 @@ TIMING_DEPENDENT: dict[tuple[str, str], str] = {
         "which the item's own hint recommends). 6 of 6 pass with 500 ms between. 6 FAIL of 12 "
         "runs here on main; verdict-infra's --repeat 10 shows it FLAKY (1/10) and names the "
         "wrong cause ('close() with unread input sends a RST')",
-    ("py-selectors-docs", "level.echoes"):
-        "PASS when the streams' 1,000-byte sends never fill a socket, else FAIL with the hint "
-        "'check the send loop' and no word of the crash: stderr holds the BlockingIOError "
-        "traceback and the clients got ECONNRESET, but the stop's SIGTERM reached Python while it "
-        "was exiting, so the run recorded 'status -15' and no death",
-    ("c-et-accepts-once", "edge.write_buffering"):
-        "FAIL with the hint 'keep what send() did not take in a per-connection buffer' whenever "
-        "two of the 4 streams connect in one wakeup (3 of 3 runs): they were never accepted",
-    ("c-et-accepts-once", "errors.abrupt_clients"):
-        "FAIL with the hint 'on EOF send what is pending, then close' whenever the rude clients "
-        "connect in one wakeup (3 of 3 runs): the later clients were never accepted",
-    ("c-et-accepts-once", "errors.peer_reset"):
-        "FAIL with the hint 'treat ECONNRESET/EPIPE as close this connection', as above",
 }
 
 
