@@ -96,7 +96,7 @@ def mutated_scenarios(draw):
         change = draw(st.sampled_from(["set", "drop", "repeat", "move", "top"]))
         if change == "set":
             step[draw(st.sampled_from(sorted(step) + STEP_FIELDS))] = draw(FIELD_VALUES)
-        elif change == "drop":
+        elif change == "drop" and step:  # an earlier drop may have emptied it
             step.pop(draw(st.sampled_from(sorted(step))))
         elif change == "repeat":
             steps.insert(draw(st.integers(0, len(steps))), copy.deepcopy(step))

@@ -68,6 +68,9 @@ class Item:
 # Thresholds the judges compare with, kept here so the scorecard and the docs can quote them.
 IDLE_CPU_MAX = 0.10  # fraction of one CPU while 100 connections sit idle
 EXHAUSTED_CPU_MAX = 0.50  # while accept() fails with EMFILE
+# A server that holds fewer than this share of its RLIMIT_NOFILE while 100 clients wait never ran
+# out of fds (it left them in the backlog), so its EMFILE handling was not exercised.
+EXHAUSTED_FDS_MIN = 0.75
 PENDING_CPU_MAX = 0.50  # while output waits for a reader that does not read
 # Echo in the server's send queue (its reader's window closed): less and send() never had to wait
 OUTPUT_WAIT_MIN = 64 * 1024

@@ -37,6 +37,7 @@ from lab.runner.checklist import (
     OUTPUT_WAIT_MIN,
     EARLY_CLOSE_FRACTION,
     EXHAUSTED_CPU_MAX,
+    EXHAUSTED_FDS_MIN,
     IDLE_CPU_MAX,
     PENDING_CPU_MAX,
     RSS_GROWTH_MAX,
@@ -318,7 +319,9 @@ def _ending(summary: dict, wait: str) -> str:
 def judge_abrupt_clients(obs: dict) -> Verdict:
     faults = obs["faults"]
     half, binary, after = faults["half_close"], faults["binary"], faults["after_abrupt"]
-    half_ok = half["clients"] == 1 and half["unechoed"] == 0 and not half["mismatched"]
+    # The echo alone is not enough: a server that never reads the FIN that came with the data
+    # never closes, and the half-closed client waits for an EOF that never comes (a leak).
+    half_ok = half["clients"] == 1 and half["unechoed"] == 0 and not half["mismatched"] and bool(half.get("eof"))
     binary_ok = binary["ok"] == binary["clients"] == 1
     after_ok = after["ok"] == after["clients"] == 1
     parts = [
@@ -335,6 +338,15 @@ def judge_fd_exhaustion(obs: dict) -> Verdict:
     exhausted, at_limit, recovered = scenario["exhausted"], scenario["at_limit"], scenario["recovered"]
     if not exhausted.get("alive") or not at_limit.get("alive"):
         return False, "the server died during the fd-exhaustion scenario"
+    nofile = scenario.get("_run", {}).get("nofile")
+    if nofile and at_limit["fds"] < EXHAUSTED_FDS_MIN * nofile:
+        return Judgement(
+            Outcome.NOT_EXERCISED,
+            f"{at_limit['fds']} fds open while 100 clients connected, with RLIMIT_NOFILE {nofile}: "
+            "it never ran out of fds, the clients waited in the listen backlog",
+            "accept every pending connection on each wakeup (until EAGAIN under EPOLLET), so a "
+            "flood of clients reaches the fd limit and EMFILE is handled",
+        )
     spin_ok = _busy(exhausted) <= EXHAUSTED_CPU_MAX
     recovered_ok = recovered["clients"] > 0 and recovered["ok"] == recovered["clients"]
     return spin_ok and recovered_ok, (

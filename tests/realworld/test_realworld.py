@@ -354,15 +354,7 @@ CORPUS_BY_NAME = {server.name: server for server in CORPUS}
 # Verdicts of the current grader that disagree with CORPUS on every run, by (server, item),
 # with the evidence. Each makes its server's test XFAIL; once fixed, the test fails until the
 # entry is removed from here (strict).
-KNOWN_WRONG: dict[tuple[str, str], str] = {
-    ("c-et-accepts-once", "errors.fd_exhaustion"):
-        "FAIL with the hint 'on EMFILE stop watching the listener': it held 7-8 fds, the limit "
-        "(64) was never reached, the flood waited in the backlog",
-    ("c-et-reads-once-4k", "errors.abrupt_clients"):
-        "PASS on 'half-close: 28/28 bytes echoed after the FIN, no EOF within 1 s': the FIN that "
-        "came with the data is never read, the connection is never closed, the judge does not "
-        "require the EOF",
-}
+KNOWN_WRONG: dict[tuple[str, str], str] = {}
 
 # Verdicts that agree or disagree with CORPUS depending on timing (machine load, which event
 # the server handles first). A disagreement here makes the test XFAIL, an agreement passes:

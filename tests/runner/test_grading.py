@@ -174,6 +174,7 @@ FAULTS = [
     ("errors.abrupt_clients", {"faults/half_close": {"unechoed": 28, "echoed": 0, "eof": 0, "resets": 1,
                                                      "errors": ["ECONNRESET"]}},
      "0/28 bytes echoed after the FIN, then a reset (ECONNRESET)"),
+    ("errors.abrupt_clients", {"faults/half_close": {"eof": 0}}, "28/28 bytes echoed after the FIN, no EOF within 1 s"),
     ("errors.fd_exhaustion", {"fd-exhaustion/exhausted": {"fraction": 0.97}}, "64 fds open at the limit, 97% of a CPU meanwhile"),
     ("errors.fd_exhaustion", {"fd-exhaustion/recovered": {"ok": 0}}, "after the clients left: 0/5 echoed"),
     ("cleanup.fds_released", {"burst-connects/after": {"settled": False, "fds": 1005}}, "fds 1005 (idle 5)"),
@@ -366,3 +367,11 @@ def test_combine_keeps_the_worst_outcome(judged_as, outcomes, worst):
         judged_as(item.id, Judgement(outcome, f"{kind} saw it", "why"))
         per_program[kind] = grade_item(item, observations())
     assert combine(item, per_program).outcome is worst
+
+
+def test_a_server_that_never_reached_its_fd_limit_was_not_exercised_on_it():
+    # Accept once per wakeup: 100 clients wait in the backlog and EMFILE never happens.
+    obs = observations({"fd-exhaustion/at_limit": {"fds": 8}, "fd-exhaustion/recovered": {"ok": 0}})
+    result = grade_item(ITEM_BY_ID["errors.fd_exhaustion"], obs)
+    assert result.outcome is Outcome.NOT_EXERCISED
+    assert "never ran out of fds" in result.measured and "until EAGAIN" in result.hint
