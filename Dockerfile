@@ -54,15 +54,15 @@ RUN python3 -m venv /opt/lab \
  && python3 -c 'import tomllib; print(*tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
         > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt /tmp/pyproject.toml \
  && if [ -n "$WITH_ZIG" ]; then \
-        python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["zig"], sep="\n")' \
+        python3 -c 'import tomllib; print(*tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]["optional-dependencies"]["zig"], sep="\n")' \
             > /tmp/zig-requirements.txt \
         && pip install -r /tmp/zig-requirements.txt \
         && rm /tmp/zig-requirements.txt \
         && printf '#!/bin/sh\nexec /opt/lab/bin/python -m ziglang "$@"\n' > /opt/lab/bin/zig \
         && chmod 755 /opt/lab/bin/zig; \
-    fi
+    fi \
+ && rm /tmp/requirements.txt /tmp/pyproject.toml
 
 COPY --from=wheel /dist/ /tmp/dist/
 RUN pip install --no-deps /tmp/dist/*.whl \
