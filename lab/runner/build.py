@@ -5,8 +5,9 @@ submission's folder before anything is graded.
 (``pip install -e '.[zig]'``) as ``python -m ziglang``, so a venv with the lab's ``zig`` extra
 needs no other download. A build command that cannot be found at all is a usage error (exit
 2: the machine lacks a tool, the submission is not at fault). A build that runs and fails is
-a failed grade: every item fails with that reason, and the compiler's output is kept in the
-results folder as ``build-output.txt``, its last lines also shown on the terminal.
+a failed grade: every item fails with that reason and the compiler's first error line, and its
+whole output is kept in the results folder as ``build-output.txt``, its last lines also shown
+on the terminal.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from lab.executable import start_error
 BUILD_TIMEOUT = 900.0  # a first Zig build compiles the standard library: minutes on a busy machine
 OUTPUT_FILE = "build-output.txt"
 TAIL_LINES = 12
+ERROR_LINE_CHARS = 300
 ZIG_EXTRA_HINT = "pip install -e '.[zig]' (PyPI's ziglang, pinned in pyproject.toml)"
 
 
@@ -62,6 +64,18 @@ class BuildResult:
         else:
             ended = f"failed with exit status {self.status}"
         return f"the build `{self.command}` {ended} after {self.seconds:.1f} s"
+
+    def first_error(self) -> str:
+        """The compiler's first error line (zig, gcc, clang and rustc all write ``error:``), else
+        the output's last line: what a failed build's items name as the cause."""
+        lines = [line.strip() for line in self.output.splitlines() if line.strip()]
+        named = next((line for line in lines if "error:" in line), lines[-1] if lines else "")
+        return named[:ERROR_LINE_CHARS]
+
+    def reason(self) -> str:
+        """The summary, and for a failed build its first error."""
+        error = "" if self.ok else self.first_error()
+        return f"{self.summary()}: {error}" if error else self.summary()
 
     def tail(self, lines: int = TAIL_LINES) -> str:
         return "\n".join(self.output.rstrip().splitlines()[-lines:])

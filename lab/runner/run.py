@@ -127,7 +127,7 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
             results = {item.id: _result(item, observations) for item in grade.items}
         else:
             observations = {}
-            results = {item.id: build_failed(item, built.summary()) for item in grade.items}
+            results = {item.id: build_failed(item, built.reason()) for item in grade.items}
             warnings.append(f"{built.summary()}: see {OUTPUT_FILE}")
         if built is not None:
             observations["build"] = {"build": built.to_json()}

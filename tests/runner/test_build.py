@@ -66,6 +66,18 @@ def test_a_build_that_does_not_finish_is_stopped(tmp_path):
     assert "did not finish within its timeout" in result.summary()
 
 
+@pytest.mark.parametrize(("output", "error"), [
+    ("install\n└─ compile exe level\nsrc/level.zig:9:5: error: use of undeclared identifier 'x'\n"
+     "error: the following command failed with 1 compilation errors:\n", "src/level.zig:9:5: error: use of undeclared identifier 'x'"),
+    ("make: *** [all] Killed\n\n", "make: *** [all] Killed"),
+    ("", ""),
+], ids=["zig", "no-error-line", "silent"])
+def test_a_failed_build_is_explained_by_its_first_error_line(output, error):
+    result = BuildResult("zig build", 1, 2.0, output)
+    assert result.first_error() == error
+    assert result.reason() == "the build `zig build` failed with exit status 1 after 2.0 s" + (f": {error}" if error else "")
+
+
 def test_summary_of_a_build_that_worked():
     assert BuildResult("zig build", 0, 41.94, "").summary() == "the build `zig build` succeeded after 41.9 s"
 
@@ -87,6 +99,7 @@ def test_a_failed_build_fails_every_item_with_its_reason_and_keeps_its_output(tm
     assert report.score == 0 and len(report.results) == len(CHECKLIST)
     for result in report.results.values():
         assert "the build" in result.evidence and "failed with exit status 1" in result.evidence
+        assert "src/main.zig:3:1: error: expected expression" in result.evidence  # the compiler's words
         assert "build-output.txt" in result.hint
     assert "error: expected expression" in (report.run_dir / "build-output.txt").read_text()
     assert any("failed with exit status 1" in warning for warning in report.warnings)
