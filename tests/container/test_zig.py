@@ -4,13 +4,10 @@ in the container."""
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 
 import pytest
-
-from lab import container as lab_container
 
 from .helpers import (
     REPO,
@@ -18,8 +15,6 @@ from .helpers import (
     lab_env,
     load_results,
     only_run_dir,
-    remove_image,
-    run_id,
     score_of,
 )
 
@@ -28,19 +23,6 @@ EXAMPLE = REPO / "examples" / "zig"
 # A cold Zig build in a fresh container compiles the standard library too: over ten minutes
 # on two busy cores, before a grade of a minute or two.
 BUILD_AND_GRADE_TIMEOUT = 2400.0
-
-
-@pytest.fixture
-def zig_image(docker_engine, monkeypatch):
-    monkeypatch.setenv("WITH_ZIG", "1")
-    tag = f"epoll-lab:test-zig-example-{run_id()}"
-    log = io.StringIO()
-    try:
-        lab_container.build_image(docker_engine, tag=tag, log=log)
-    except Exception as error:
-        pytest.fail(f"{error}\n--- build output (end) ---\n{log.getvalue()[-4000:]}")
-    yield tag
-    remove_image(docker_engine, tag)
 
 
 def test_the_zig_example_builds_and_scores_100_inside_the_image(zig_image, tmp_path):
