@@ -50,6 +50,7 @@ class BuildResult:
     status: int | None  # None: it did not finish within the timeout
     seconds: float
     output: str
+    limits: str | None = None  # what the sandbox's limits did meanwhile ("killed: out of memory ...")
 
     @property
     def ok(self) -> bool:
@@ -63,7 +64,8 @@ class BuildResult:
             ended = "succeeded"
         else:
             ended = f"failed with exit status {self.status}"
-        return f"the build `{self.command}` {ended} after {self.seconds:.1f} s"
+        limits = f" ({self.limits})" if self.limits else ""
+        return f"the build `{self.command}` {ended} after {self.seconds:.1f} s{limits}"
 
     def first_error(self) -> str:
         """The compiler's first error line (zig, gcc, clang and rustc all write ``error:``), else

@@ -11,8 +11,10 @@ problem: wrong command, wrong port); ``grade_submission`` instead scores that pr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -200,7 +202,15 @@ def _observe(grade: Grade, plans: dict[str, list[str]], scenarios: dict[str, Sce
 def _build(step: BuildStep, argv: list[str], run_dir: Path, progress: Progress | None) -> BuildResult:
     if progress is not None:
         progress.begin_program("build", step.command)
+    before = cgroup.read_counters()
     built = run_build(step, argv, run_dir / OUTPUT_FILE)
+    if not built.ok:
+        # In a sandbox, the OOM killer may have taken a compiler the build tool started, and the
+        # tool then fails its own way (zig build: status 1): any SIGKILL is assumed, and the
+        # cgroup's counters say whether the limits did it.
+        cause = cgroup.kill_cause(before, cgroup.read_counters(), -signal.SIGKILL)
+        if cause is not None:
+            built = dataclasses.replace(built, limits=cause)
     if progress is not None:
         note = built.summary()
         if not built.ok:

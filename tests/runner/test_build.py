@@ -78,6 +78,13 @@ def test_a_failed_build_is_explained_by_its_first_error_line(output, error):
     assert result.reason() == "the build `zig build` failed with exit status 1 after 2.0 s" + (f": {error}" if error else "")
 
 
+def test_a_build_the_sandbox_limits_killed_says_so():
+    result = BuildResult("zig build", 1, 9.0, "error: the following command terminated unexpectedly:\n",
+                         limits="killed: out of memory (limit 1 GiB)")
+    assert result.reason() == ("the build `zig build` failed with exit status 1 after 9.0 s (killed: out of memory "
+                               "(limit 1 GiB)): error: the following command terminated unexpectedly:")
+
+
 def test_summary_of_a_build_that_worked():
     assert BuildResult("zig build", 0, 41.94, "").summary() == "the build `zig build` succeeded after 41.9 s"
 
