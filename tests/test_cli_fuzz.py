@@ -41,7 +41,7 @@ def nothing_starts():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner_run, "_observe", lambda *args, **kwargs: {})
         # A class grades each submission in a container or a process of its own: neither starts.
-        patch.setattr(class_cli, "_how_to_grade", lambda args: (None, grade_nothing))
+        patch.setattr(class_cli, "_how_to_grade", lambda args, *, zig: (None, grade_nothing))
         for server in (level, edge, oneshot, timeout, graceful):
             patch.setattr(server, "serve", lambda options: 0)
         patch.setattr(bench_cli, "run_bench", plan_only)
