@@ -13,6 +13,7 @@ on the terminal.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shlex
 import shutil
 import subprocess
@@ -28,6 +29,11 @@ BUILD_TIMEOUT = 900.0  # a first Zig build compiles the standard library: minute
 OUTPUT_FILE = "build-output.txt"
 TAIL_LINES = 12
 ERROR_LINE_CHARS = 300
+# The image with Zig holds a global cache pre-built at image build time (`zig build` of
+# `zig init`'s project): the build runner, compiler_rt and the standard library's ZIR, which
+# every submission's build needs. Measured on examples/zig, it halves a cold build's CPU time
+# (230 s to 113 s) and its memory peak (790 MiB to 375 MiB, the build runner's compile).
+ZIG_CACHE_SEED_ENV = "LAB_ZIG_CACHE_SEED"
 ZIG_EXTRA_HINT = "pip install -e '.[zig]' (PyPI's ziglang, pinned in pyproject.toml)"
 
 
@@ -107,11 +113,30 @@ def resolve_command(argv: tuple[str, ...] | list[str], which=None, has_module=No
     raise UsageError(f"the build command `{shlex.join(argv)}` cannot run: {program} is not on PATH")
 
 
+def seed_zig_cache(environ=os.environ) -> str | None:
+    """Copy the image's pre-built Zig cache (LAB_ZIG_CACHE_SEED) to ZIG_GLOBAL_CACHE_DIR when
+    both are set and the latter does not exist yet: Zig writes in its cache, and a sandbox's
+    root is read-only, so the cache is a copy on the tmpfs. Returns a line for the build's
+    output, or None when there was nothing to do."""
+    seed, cache = environ.get(ZIG_CACHE_SEED_ENV), environ.get("ZIG_GLOBAL_CACHE_DIR")
+    if not seed or not cache or not Path(seed).is_dir() or Path(cache).exists():
+        return None
+    try:
+        shutil.copytree(seed, cache, symlinks=True)
+    except (OSError, shutil.Error) as error:  # a full tmpfs: the build then starts cold
+        shutil.rmtree(cache, ignore_errors=True)
+        return f"(the pre-built Zig cache {seed} could not be copied to {cache}: {error}; building cold)"
+    return f"(Zig's global cache {cache} starts as a copy of the image's pre-built {seed})"
+
+
 def run_build(step: BuildStep, argv: list[str], output_path: Path) -> BuildResult:
     """Run the resolved ``argv`` in the submission's folder; its output goes to ``output_path``."""
     started = time.monotonic()
     with output_path.open("w+", encoding="utf-8", errors="replace") as output:
         output.write(f"$ {step.command}\n(run as {shlex.join(argv)} in {step.cwd})\n")
+        seeded = seed_zig_cache() if Path(step.argv[0]).name == "zig" else None
+        if seeded:
+            output.write(seeded + "\n")
         output.flush()
         try:
             done = subprocess.run(argv, cwd=step.cwd, stdin=subprocess.DEVNULL, stdout=output,

@@ -135,3 +135,27 @@ def test_lab_grade_without_any_zig_is_a_usage_error_and_writes_nothing(tmp_path,
     assert status == 2
     assert "the build needs `zig`: it is not on PATH" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_the_images_pre_built_zig_cache_is_copied_once_to_the_writable_cache(tmp_path):
+    seed = tmp_path / "opt-zig-cache"
+    (seed / "o" / "abc").mkdir(parents=True)
+    (seed / "o" / "abc" / "maker").write_text("built")
+    cache = tmp_path / "tmpfs" / "zig-cache" / "global"
+    environ = {build_module.ZIG_CACHE_SEED_ENV: str(seed), "ZIG_GLOBAL_CACHE_DIR": str(cache)}
+    assert "pre-built" in build_module.seed_zig_cache(environ)
+    assert (cache / "o" / "abc" / "maker").read_text() == "built"
+    (cache / "o" / "abc" / "maker").write_text("rebuilt")  # a cache in use is never overwritten
+    assert build_module.seed_zig_cache(environ) is None
+    assert (cache / "o" / "abc" / "maker").read_text() == "rebuilt"
+
+
+@pytest.mark.parametrize("missing", [build_module.ZIG_CACHE_SEED_ENV, "ZIG_GLOBAL_CACHE_DIR", "seed folder"])
+def test_without_a_seed_or_a_cache_dir_nothing_is_copied(tmp_path, missing):
+    seed, cache = tmp_path / "seed", tmp_path / "cache"
+    if missing != "seed folder":
+        seed.mkdir()
+    environ = {build_module.ZIG_CACHE_SEED_ENV: str(seed), "ZIG_GLOBAL_CACHE_DIR": str(cache)}
+    environ.pop(missing, None)
+    assert build_module.seed_zig_cache(environ) is None
+    assert not cache.exists()
