@@ -15,6 +15,8 @@ Exit statuses, so a script or CI can tell the cases apart:
 - 0 success; 1 a failed grade or benchmark (the handler's verdict);
 - 2 a usage error (``UsageError``: one line on stderr, no traceback);
 - 3 an internal error: a bug in the lab, printed with its traceback;
+- 4 ``lab bench`` only: a CI gate (threshold or baseline) failed, after a measurement
+  that worked (``lab.bench.cli.EXIT_GATE``);
 - 130 on SIGINT, 143 on SIGTERM: both unwind the same way (every server stopped, no
   half-written results folder), since SIGTERM is raised as ``Terminated``, a
   ``KeyboardInterrupt``.
@@ -34,6 +36,15 @@ from lab.runner import cli as runner_cli
 from lab.servers import cli as servers_cli
 
 INTERNAL_ERROR = 3
+EXIT_STATUSES = """\
+exit status (each command's --help says what its own mean):
+  0    success
+  1    a failed grade (lab run, lab grade) or measurement (lab bench)
+  2    usage: a bad option or input file, one line on stderr
+  3    internal error: a bug in epoll-lab, printed with its traceback
+  4    lab bench: the measurement worked but a --threshold or --baseline failed
+  130  interrupted (SIGINT), 143 terminated (SIGTERM): every server stopped, no
+       half-written results folder"""
 
 
 class Terminated(KeyboardInterrupt):
@@ -45,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lab",
         description="epoll-lab: reference epoll servers, a scenario runner and grader, a benchmark.",
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"epoll-lab {__version__}")
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""Thin bindings for timerfd, signalfd, prctl(PR_SET_PDEATHSIG), and FIONREAD on a socket.
+"""Thin bindings for timerfd, signalfd, prctl (PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER) and
+FIONREAD on a socket.
 
 Python 3.13 added ``os.timerfd_create`` and ``os.timerfd_settime``; on older Pythons, and for
 signalfd and prctl (which ``os`` lacks), the libc functions are called through ctypes. Every failure
@@ -14,6 +15,8 @@ Facts the callers rely on:
 - prctl(PR_SET_PDEATHSIG, sig) asks the kernel to send ``sig`` to this process when the
   thread that forked it exits, however it exits (even SIGKILL). The setting survives exec
   but not fork, and a parent that died before the call is not noticed: check getppid().
+- prctl(PR_SET_CHILD_SUBREAPER, 1) makes this process the new parent of every orphan below it
+  (a daemon that double-forks away from its launcher), instead of init; it must then reap them.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ _EXPIRATIONS = struct.Struct("=Q")
 _INT = struct.Struct("=i")
 _SIGINFO_SIZE = 128
 _SIGSET_BYTES = 128  # glibc's sigset_t (1024 bits); the kernel reads only the first 8
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36  # <linux/prctl.h>
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -108,6 +111,12 @@ def signalfd_read(fd: int) -> list[signal.Signals]:
         signal.Signals(struct.unpack_from("=I", data, offset)[0])
         for offset in range(0, len(data), _SIGINFO_SIZE)
     ]
+
+
+def set_child_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process
+    (not to init), so a daemon that double-forks away from its launcher stays findable."""
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def unread_bytes(fd: int) -> int:

@@ -218,6 +218,98 @@ def thread_count(pid: int) -> int:
     )
 
 
+# -- process trees ---------------------------------------------------------------------------
+#
+# A server under test is often not the process the grader started: ``sh -c``, ``make run``,
+# ``go run`` or a prefork master sits in between, and a daemon forks away (setsid) and leaves
+# its launcher to exit. The grader finds the server as the process of the started tree that
+# holds the listening socket. Facts used:
+# - /proc/PID/stat fields after the last ")": state (R, S, D, Z = zombie, X = dead), ppid,
+#   pgrp, session; field 52 (exit_code, Linux 3.5+) is a zombie's wait status.
+# - A zombie still has a /proc entry but no fds, memory or threads: it is dead, not idle.
+# - An orphan is re-parented to the nearest "child subreaper" ancestor (prctl
+#   PR_SET_CHILD_SUBREAPER), else to init: with the grader as subreaper, a daemon's double
+#   fork leaves the daemon as the grader's own child.
+
+PPID_INDEX, PGRP_INDEX, SESSION_INDEX = 1, 2, 3  # fields 4, 5, 6 counted from field 3
+EXIT_CODE_INDEX = 49  # field 52
+
+
+@dataclass(slots=True, frozen=True)
+class ProcStat:
+    """Who a process is in the process tree, from /proc/PID/stat."""
+
+    pid: int
+    state: str  # one letter: R running, S sleeping, Z zombie, T stopped, ...
+    ppid: int
+    pgrp: int
+    session: int
+    exit_code: int | None = None  # a zombie's raw wait status (0 for a live process)
+
+    @property
+    def dead(self) -> bool:
+        """A zombie (exited, not yet reaped) or a task being torn down (X)."""
+        return self.state in ("Z", "X")
+
+
+def parse_proc_stat(pid: int, text: str) -> ProcStat:
+    """The tree fields of a /proc/PID/stat line."""
+    _, paren, rest = text.rpartition(")")
+    fields = rest.split()
+    if not paren or len(fields) <= SESSION_INDEX:
+        raise ValueError(f"not a stat line: {text[:60]!r}")
+    exit_code = int(fields[EXIT_CODE_INDEX]) if len(fields) > EXIT_CODE_INDEX else None
+    return ProcStat(pid, fields[0], int(fields[PPID_INDEX]), int(fields[PGRP_INDEX]),
+                    int(fields[SESSION_INDEX]), exit_code)
+
+
+def proc_stat(pid: int) -> ProcStat:
+    """Tree fields and state of ``pid``; ProcessGone once it is reaped."""
+    return _parse_with(lambda t: parse_proc_stat(pid, t), _read(pid, "stat"), f"/proc/{pid}/stat")
+
+
+def process_table() -> dict[int, ProcStat]:
+    """Every process visible in /proc (those that vanish while we look are skipped)."""
+    table = {}
+    for name in os.listdir(PROC):
+        if name.isdigit():
+            try:
+                table[int(name)] = proc_stat(int(name))
+            except (ProcessGone, ProbeFormatError):
+                continue
+    return table
+
+
+def descendants(table: dict[int, ProcStat], roots: Iterable[int]) -> set[int]:
+    """``roots`` (those in the table) and every process below them, by parent links."""
+    children: dict[int, list[int]] = {}
+    for stat in table.values():
+        children.setdefault(stat.ppid, []).append(stat.pid)
+    found = set()
+    pending = [pid for pid in roots if pid in table]
+    while pending:
+        pid = pending.pop()
+        if pid not in found:
+            found.add(pid)
+            pending += children.get(pid, [])
+    return found
+
+
+def environ_has(pid: int, entry: str) -> bool:
+    """Whether ``NAME=value`` is in the environment ``pid`` was started with (False when it
+    cannot be read: another user's process, or gone)."""
+    try:
+        with open(f"{PROC}/{pid}/environ", "rb") as f:
+            return entry.encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets ``pid`` holds fds for."""
+    return {entry.inode for entry in fds_of_kind(pid, SOCKET)}
+
+
 def thread_states(pid: int) -> list[str]:
     """The state letter of each thread of ``pid`` (/proc/PID/task/TID/stat). A process sent
     SIGSTOP is stopped only once every thread shows ``T``: the signal takes effect when each

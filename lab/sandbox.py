@@ -97,15 +97,16 @@ def sandbox_user(uid: int | None, gid: int | None) -> str:
 
 
 def plan_sandbox(submission_file: Path, results_dir: Path, only: Sequence[str], limits: SandboxLimits,
-                 *, name: str, image: str, user: str, container: str) -> dict:
+                 *, name: str, image: str, user: str, container: str, extra: Sequence[str] = ()) -> dict:
     """The keyword arguments of ``containers.create`` that grade one submission file in a
-    sandbox, writing its results folder under ``results_dir`` (both host paths, absolute)."""
+    sandbox, writing its results folder under ``results_dir`` (both host paths, absolute).
+    ``extra``: more ``lab grade`` options (``--strict``, ``--repeat N``)."""
     only_args = [word for item in only for word in ("--only", item)]
     tmpfs_options = f"rw,exec,nosuid,nodev,size={limits.memory},mode=1777"
     return {
         "image": image,
         "command": ["grade", str(SUBMISSION_MOUNT / submission_file.name), "--name", name,
-                    "--copy-to", str(WORK_DIR), "--results", str(RESULTS_MOUNT), *only_args],
+                    "--copy-to", str(WORK_DIR), "--results", str(RESULTS_MOUNT), *only_args, *extra],
         "name": container,
         "user": user,
         "network_mode": "none",

@@ -111,3 +111,25 @@ def test_sigterm_unwinds_like_ctrl_c(list_handler, capsys, signum, status, said)
     assert cli.main(["run", "--list"]) == status
     assert cleaned_up == [True]
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["run"], ["grade"], ["bench"]])
+def test_every_help_says_what_the_exit_statuses_mean(command, capsys):
+    with pytest.raises(SystemExit) as leaving:
+        cli.main([*command, "--help"])
+    assert leaving.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # the words, however argparse wrapped them
+    assert "exit status" in text.lower()
+    assert "2 usage" in text or "2: usage" in text or "2 usage:" in text
+    assert f"{cli.INTERNAL_ERROR} internal error" in text or f"{cli.INTERNAL_ERROR}: internal error" in text
+
+
+def test_a_failed_bench_gate_is_not_mistaken_for_an_internal_error(capsys):
+    from lab.bench import cli as bench_cli
+
+    assert bench_cli.EXIT_GATE not in (0, 1, 2, cli.INTERNAL_ERROR)
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{bench_cli.EXIT_GATE} the measurement worked but a threshold" in text
+    assert f"exit status {bench_cli.EXIT_GATE} when one fails" in text

@@ -107,6 +107,30 @@ def test_parse_stat_rejects_non_stat_text(text):
         probes.parse_stat(text, clock_ticks=100)
 
 
+def test_parse_proc_stat_reads_the_tree_fields_and_a_zombies_status():
+    stat = probes.parse_proc_stat(4266, STAT)
+    assert (stat.pid, stat.state, stat.dead) == (4266, STAT.split(") ")[1][0], False)
+    fields = STAT.rpartition(")")[2].split()
+    assert (stat.ppid, stat.pgrp, stat.session) == tuple(int(f) for f in fields[1:4])
+    zombie_fields = ["Z", *fields[1:49], str(6 << 8 | 0)]  # exit_code: "exited with status 6"
+    zombie = probes.parse_proc_stat(7, "7 (srv) " + " ".join(zombie_fields))
+    assert zombie.dead and os.WEXITSTATUS(zombie.exit_code) == 6
+
+
+def test_descendants_follow_parent_links_from_the_roots_only():
+    def entry(pid, ppid):
+        return probes.ProcStat(pid, "S", ppid, pid, pid)
+
+    table = {p.pid: p for p in [entry(10, 1), entry(11, 10), entry(12, 11), entry(20, 1), entry(21, 20)]}
+    assert probes.descendants(table, [10]) == {10, 11, 12}
+    assert probes.descendants(table, [11, 21, 99]) == {11, 12, 21}  # 99 is gone: skipped
+
+
+def test_the_process_table_sees_this_process_and_its_parent():
+    table = probes.process_table()
+    assert table[os.getpid()].ppid == os.getppid() and not table[os.getpid()].dead
+
+
 def test_cpu_times_subtract_to_a_delta():
     assert probes.CpuTimes(3.0, 1.5) - probes.CpuTimes(1.0, 0.5) == probes.CpuTimes(2.0, 1.0)
     assert probes.CpuTimes(2.0, 1.0).total == 3.0

@@ -61,6 +61,12 @@ def test_the_container_runs_the_same_lab_grade_on_a_copy(plan):
                                "--results", "/results", "--only", "level", "--only", "edge.drains"]
 
 
+def test_the_class_options_reach_each_sandboxed_grade():
+    plan = plan_sandbox(Path("/class/bob/submission.toml"), Path("/out/bob"), [], LIMITS, name="bob",
+                        image="i", user="1000:1000", container="c", extra=["--strict", "--repeat", "3"])
+    assert plan["command"][-3:] == ["--strict", "--repeat", "3"]
+
+
 @pytest.mark.parametrize(("uid", "gid", "user"), [(0, 0, "1000:1000"), (1234, 50, "1234:50"), (None, None, "1000:1000")])
 def test_the_sandbox_never_runs_as_root(uid, gid, user):
     assert sandbox_user(uid, gid) == user

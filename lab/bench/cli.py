@@ -30,10 +30,13 @@ from lab.bench.report import (RunRecord, busy_notes, markdown, pinning_line, sum
 from lab.bench.session import Plan, run_plan
 from lab.bench.targets import TARGETS
 from lab.bench.workload import WORKLOADS, BenchFailure
+from lab.files import check_folder_writable
 from lab.host import raise_fd_limit
 
 # Exit statuses (documented in --help).
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 3
+# 3 is the CLI-wide internal error (lab.cli), so a failed gate is 4: CI tells a regression
+# from a bug in the lab.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 0, 1, 2, 4
 DESCRIPTION = """\
 Load echo servers, verify every reply, and report throughput, latency and what it cost.
 
@@ -51,15 +54,17 @@ A CI gate, as k6 has: --threshold '[TARGET:]METRIC<VALUE' (or >, <=, >=), repeat
   metrics: req_per_s, connections_per_s, mib_per_s (k, M); p50, p90, p99, p999, max, mean
   (ms; us, s); server_us_per_req, server_user_us_per_req, server_sys_us_per_req,
   server_us_per_op (µs; ns, ms); server_cpu (cores). And --baseline OLD/bench.json
-  --max-regression 10%: the same target, workload, connections, request size and mode may not
-  lose more than that in throughput or gain it in server CPU per operation.
+  --max-regression 10%: the same target, workload, connections, request size, pipeline depth
+  and mode may not lose more than that in throughput or gain it in server CPU per operation.
   One ✓/✗ line per threshold (and per baseline comparison) on stdout and in bench.md.
 
 Exit status:
   0  every reply verified, and every threshold and baseline comparison held
   1  the measurement failed: a wrong reply, a dropped connection, nothing listening
-  2  usage: a bad option or threshold expression, an unreadable baseline
-  3  the measurement worked but a threshold or the baseline comparison failed"""
+  2  usage: a bad option or threshold expression, an unreadable baseline, a --results
+     folder that cannot be written (all checked before anything runs)
+  3  internal error: a bug in the lab, printed with its traceback
+  4  the measurement worked but a threshold or the baseline comparison failed"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,49 +74,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("host", nargs="?", help="host of a running server (assignment form)")
-    parser.add_argument("port", nargs="?", help="its port")
+    parser.add_argument("host", nargs="?", metavar="HOST", help="host of a running server (assignment form)")
+    parser.add_argument("port", nargs="?", metavar="PORT", help="its port")
     parser.add_argument("positional_connections", nargs="?", metavar="CONNECTIONS",
                         help=f"concurrent connections (default {DEFAULT_CONNECTIONS})")
     parser.add_argument("positional_requests", nargs="?", metavar="REQUESTS_PER_CONNECTION",
                         help=f"requests per connection (default {DEFAULT_REQUESTS})")
     what = parser.add_argument_group("what to measure")
-    what.add_argument("--target", help=f"servers to start: {','.join(TARGETS)} or all")
+    what.add_argument("--target", metavar="NAMES", help=f"servers to start: {','.join(TARGETS)} or all")
     what.add_argument("--cmd", action="append", default=[], metavar="[NAME=]CMD",
                       help="also start this command, e.g. 'mine=./server --port {port}' (needs "
                            "{port}; no shell); repeatable")
-    what.add_argument("--workload", default="pingpong",
+    what.add_argument("--workload", default="pingpong", metavar="KINDS",
                       help=f"comma list of {', '.join(WORKLOADS)} (default pingpong)")
     what.add_argument("-c", "--connections",
                       help=f"comma list of connection counts, e.g. 100,1000,10000 (default {DEFAULT_CONNECTIONS})")
     what.add_argument("-n", "--requests", help=f"requests per connection (default {DEFAULT_REQUESTS}); a "
                                                "comma list pairs up with -c, e.g. -c 100,10000 -n 1000,10")
     what.add_argument("--size", default="64", help="request size, e.g. 64 or 4KiB (default 64)")
-    what.add_argument("--pipeline", default="1", help="requests in flight per connection (default 1)")
-    what.add_argument("--rate", help="open loop: total requests per second (latency corrected "
-                                     "for coordinated omission); default closed loop")
+    what.add_argument("--pipeline", default="1", metavar="N",
+                      help="requests in flight per connection (default 1)")
+    what.add_argument("--rate", metavar="REQ_PER_S",
+                      help="open loop: total requests per second (latency corrected for coordinated "
+                           "omission); default closed loop")
     what.add_argument("-d", "--duration", help="pingpong: run each measurement this long (e.g. 10s) instead of "
                                                "-n requests per connection, as wrk's -d")
-    what.add_argument("--warmup", help="unmeasured requests per connection first (default 10%% of -n, at least "
-                                       f"1; {DEFAULT_TIMED_WARMUP} with -d)")
-    what.add_argument("--stream-size", default="10MiB", help="stream: bytes per connection (default 10MiB)")
-    what.add_argument("--stream-connections", default="1", help="stream: connections (default 1)")
+    what.add_argument("--warmup", metavar="N",
+                      help=f"unmeasured requests per connection first (default 10%% of -n, at least 1; "
+                           f"{DEFAULT_TIMED_WARMUP} with -d)")
+    what.add_argument("--stream-size", default="10MiB", metavar="SIZE",
+                      help="stream: bytes per connection (default 10MiB)")
+    what.add_argument("--stream-connections", default="1", metavar="N", help="stream: connections (default 1)")
     how = parser.add_argument_group("how")
-    how.add_argument("--repeat", help=f"measured runs per target (default {DEFAULT_REPEATS_WITH_TARGETS} "
-                                      "with --target/--cmd, else 1)")
-    how.add_argument("--workers", default="1", help="client processes (default 1)")
+    how.add_argument("--repeat", metavar="N",
+                     help=f"measured runs per target (default {DEFAULT_REPEATS_WITH_TARGETS} with --target/--cmd, "
+                          "else 1)")
+    how.add_argument("--workers", default="1", metavar="N", help="client processes (default 1)")
     how.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None,
                      help="run the server and the client on disjoint CPUs (default: on with 2 or more "
                           "usable CPUs, for servers the bench starts); see PERFORMANCE.md")
     how.add_argument("--strace", action="store_true",
                      help="one extra run per target under strace -c -f for syscall counts")
-    how.add_argument("--timeout", default="30s", help="fail when no reply comes for this long (default 30s)")
-    how.add_argument("--results", default="results", help="parent directory of the report (default results)")
+    how.add_argument("--timeout", default="30s", metavar="DURATION",
+                     help="fail when no reply comes for this long (default 30s)")
+    how.add_argument("--results", default="results", metavar="DIR",
+                     help="put the report folder, bench-<UTC timestamp>/, under DIR (default results)")
     how.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    gate = parser.add_argument_group("CI gate (exit status 3 when one fails)")
+    gate = parser.add_argument_group("CI gate (exit status 4 when one fails)")
     gate.add_argument("--threshold", action="append", default=[], metavar="[TARGET:]METRIC<VALUE",
                       help="e.g. 'req_per_s>50000', 'p99<5ms', 'edge:server_us_per_req<10'; repeatable")
-    gate.add_argument("--baseline", metavar="OLD/bench.json", help="compare with an earlier run's report")
+    gate.add_argument("--baseline", metavar="OLD/bench.json",
+                      help="compare with an earlier run's report (its bench.json, or the folder holding it)")
     gate.add_argument("--max-regression", metavar="PERCENT",
                       help=f"how much worse than --baseline a figure may be (default {DEFAULT_MAX_REGRESSION}%%)")
     parser.set_defaults(handler=run_bench)
@@ -122,6 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     plan, notes = build_plan(args)
     gate = build_gate(args, plan)
+    check_folder_writable(Path(args.results), "--results")  # not after minutes of measuring
     raise_fd_limit(fd_need(plan))
     platform = platform_info.collect()
     for note in notes:
@@ -162,7 +176,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if gate_lines:
         print("\n".join(["gate:", *gate_lines]))
     if any(verdict.passed is False for verdict in verdicts):
-        print("lab bench: the gate failed (exit status 3): see the ✗ lines above", file=sys.stderr)
+        print(f"lab bench: the gate failed (exit status {EXIT_GATE}): see the ✗ lines above", file=sys.stderr)
         return EXIT_GATE
     return EXIT_OK
 

@@ -172,9 +172,12 @@ def _same(result: dict, other: dict) -> bool:
     return all(result.get(key) == other.get(key) for key in SAME_RUN)
 
 
+def _spread_key(name: str) -> str:
+    return "server_us_per_op_spread" if name == "server_us_per_op" else f"{name}_spread"
+
+
 def _spread(result: dict, name: str) -> str:
-    key = "server_us_per_op_spread" if name == "server_us_per_op" else f"{name}_spread"
-    figures = result.get(key)
+    figures = result.get(_spread_key(name))
     return f"±{figures['relative'] * 100:.0f} %" if figures else "±?"
 
 
@@ -207,22 +210,53 @@ def compare_baseline(results: list[dict], baseline: list[dict], max_regression: 
 
 
 def load_baseline(path: str) -> list[dict]:
-    """The results of an earlier ``bench.json`` (or of the ``bench.json`` in a directory)."""
+    """The results of an earlier ``bench.json`` (or of the ``bench.json`` in a directory),
+    checked here, before the run, so that comparing with them afterwards cannot fail."""
+    if "\0" in path:
+        raise UsageError(f"--baseline {path!r}: not a file name (it holds a NUL byte)")
     file = Path(path)
     if file.is_dir():
         file = file / "bench.json"
     try:
-        results = json.loads(file.read_text())
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"--baseline {path}: no such file (give an earlier run's bench.json or its folder)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"--baseline {path}: cannot read it: {error}") from None
-    except json.JSONDecodeError as error:
+    try:
+        results = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
         raise UsageError(f"--baseline {file}: not JSON ({error})") from None
     if not isinstance(results, list) or not all(
             isinstance(r, dict) and {"target", "workload", "connections"} <= r.keys() for r in results):
         raise UsageError(f"--baseline {file}: not a lab bench report (expected the list of results of a bench.json)")
+    for position, result in enumerate(results):
+        _check_baseline_figures(result, f"--baseline {file}: result {position + 1}")
     return results
+
+
+def _check_baseline_figures(result: dict, where: str) -> None:
+    """The figures a comparison reads from a baseline result are finite numbers, or absent."""
+    for name in COMPARED:
+        try:
+            value = METRICS[name].value(result)
+        except AttributeError:  # e.g. "server_cpu": [] where an object belongs
+            raise UsageError(f"{where}: {name} is not where a bench.json keeps it") from None
+        if value is not None and not _finite_number(value):
+            raise UsageError(f"{where}: {name} must be a finite number, got {value!r}")
+        spread = result.get(_spread_key(name))
+        if spread and not (isinstance(spread, dict) and _finite_number(spread.get("relative"))):
+            raise UsageError(f"{where}: {_spread_key(name)} must be an object with a number 'relative', "
+                             f"got {spread!r}")
+
+
+def _finite_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 @dataclass(slots=True)

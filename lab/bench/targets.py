@@ -38,7 +38,7 @@ from pathlib import Path
 
 from lab import probes
 from lab.bench.pinning import running_on
-from lab.errors import UsageError
+from lab.errors import UsageError, describe_exit
 from lab.host import free_port
 from lab.process import ServerProcess, request_stats
 
@@ -204,7 +204,7 @@ class RunningTarget:
     def check_alive(self) -> None:
         status = self.server.wait(0)
         if status is not None:
-            raise UsageError(f"{self.target.name} exited with status {status} during the run; "
+            raise UsageError(f"{self.target.name} {describe_exit(status)} during the run; "
                              f"stderr ends: {self.server.stderr_text()[-500:]}")
 
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from lab import probes
+from lab.errors import describe_exit
 from lab.executable import start_error
 from lab.process import child_setup
 from lab.runner.program import Program
@@ -138,7 +139,7 @@ def run_benchmark(spec: BenchmarkSpec, server: Program, log_dir: Path) -> dict:
     if status is None:
         summary = f"the benchmark did not finish within {spec.timeout:g} s" if "cannot start" not in output else output
     elif status != 0:
-        summary = f"the benchmark exited with status {status}: {output.strip()[-OUTPUT_TAIL:]}"
+        summary = f"the benchmark {describe_exit(status)}: {output.strip()[-OUTPUT_TAIL:]}"
     elif figure is None:
         summary = "the benchmark exited 0 but printed no 'N req/s' figure"
     elif not seen_count:

@@ -29,6 +29,9 @@ def grade_class_command(args: argparse.Namespace) -> int:
     for flag, value in (("--copy-to", args.copy_to), ("--name", args.name)):
         if value is not None:
             raise UsageError(f"{flag} is for one submission (each sandbox runs it); a class names each by its folder")
+    if args.ready_timeout is not None:
+        raise UsageError("--ready-timeout is for one submission; in a class, set ready_timeout = '30s' in the "
+                         "sections of the submission files whose programs start slowly")
     select_items(CHECKLIST, tuple(args.only))  # a wrong --only is one message, not one per student
     entries = classroom.discover(args.submission)
     if len(args.submission) == 1:
@@ -85,13 +88,18 @@ def _how_to_grade(args: argparse.Namespace, *, zig: bool):
                                    file_size=args.file_size)
             image = container.ensure_image(client, zig=zig)
             description = {"kind": "docker", "image": image, "limits": limits.words()}
-            return description, classroom.sandboxed_grader(client, image, limits, args.only)
+            return description, classroom.sandboxed_grader(client, image, limits, args.only, _grade_options(args))
     else:
         _warn("--no-sandbox")
     if sys.platform != "linux":
         raise UsageError(f"epoll is Linux-only: on {sys.platform} each submission is graded in a container, "
                          "so a class needs a reachable Docker engine (Docker Desktop)")
-    return None, classroom.native_grader(args.only, args.time_limit)
+    return None, classroom.native_grader(args.only, args.time_limit, _grade_options(args))
+
+
+def _grade_options(args: argparse.Namespace) -> list[str]:
+    """The options each submission's ``lab grade`` gets besides ``--only``."""
+    return ["--strict"] * bool(args.strict) + (["--repeat", str(args.repeat)] if args.repeat > 1 else [])
 
 
 def _warn(why: str) -> None:

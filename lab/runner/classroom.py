@@ -167,10 +167,11 @@ def finished_run(results_dir: Path) -> Path | None:
 
 
 def grade_natively(entry: Entry, results_dir: Path, only: Sequence[str], seconds: float,
-                   stop: threading.Event) -> tuple[Path | None, dict]:
-    """``lab grade FILE`` in a process (and session) of its own, as the calling user."""
+                   stop: threading.Event, extra: Sequence[str] = ()) -> tuple[Path | None, dict]:
+    """``lab grade FILE`` in a process (and session) of its own, as the calling user; ``extra``:
+    more of its options (``--strict``, ``--repeat N``)."""
     argv = [sys.executable, "-m", "lab", "grade", str(entry.file), "--name", entry.name,
-            "--results", str(results_dir), *[word for item in only for word in ("--only", item)]]
+            "--results", str(results_dir), *[word for item in only for word in ("--only", item)], *extra]
     with (results_dir / LOG_FILE).open("wb") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -203,14 +204,14 @@ def grade_natively(entry: Entry, results_dir: Path, only: Sequence[str], seconds
     return run, end
 
 
-def native_grader(only: Sequence[str], seconds: float):
+def native_grader(only: Sequence[str], seconds: float, extra: Sequence[str] = ()):
     """Grade each submission natively, with a wall-clock limit."""
     def grade_one(entry: Entry, results_dir: Path, stop: threading.Event) -> tuple[Path | None, dict]:
-        return grade_natively(entry, results_dir, only, seconds, stop)
+        return grade_natively(entry, results_dir, only, seconds, stop, extra)
     return grade_one
 
 
-def sandboxed_grader(client, image: str, limits, only: Sequence[str]):
+def sandboxed_grader(client, image: str, limits, only: Sequence[str], extra: Sequence[str] = ()):
     """Grade each submission in a sandbox container of ``image`` (see ``lab.sandbox``)."""
     from lab import sandbox
 
@@ -220,7 +221,8 @@ def sandboxed_grader(client, image: str, limits, only: Sequence[str]):
     def grade_one(entry: Entry, results_dir: Path, stop: threading.Event) -> tuple[Path | None, dict]:
         sandbox.prepare_results_dir(results_dir, user)
         plan = sandbox.plan_sandbox(entry.file, results_dir.resolve(), only, limits, name=entry.name,
-                                    image=image, user=user, container=sandbox.container_name(entry.name))
+                                    image=image, user=user, container=sandbox.container_name(entry.name),
+                                    extra=extra)
         end = sandbox.run_sandboxed(client, plan, limits, stop)
         (results_dir / LOG_FILE).write_text(end.log, encoding="utf-8")
         run = finished_run(results_dir)

@@ -31,6 +31,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _ready_timeout(text: str) -> float:
+    seconds = _duration(text)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"the ready timeout must be longer than 0 s, got {text!r}")
+    return seconds
+
+
 def _path(text: str) -> Path:
     if "\0" in text:
         raise argparse.ArgumentTypeError(f"{text!r}: not a file name (it holds a NUL byte)")
@@ -83,14 +90,31 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
                         help="put the run folder under DIR (default results)")
     parser.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
+    parser.add_argument("--strict", action="store_true",
+                        help="grade the assignment's letter: a PASS with remark counts as a FAIL")
+    parser.add_argument("--repeat", type=_repeat, default=1, metavar="N",
+                        help="grade N times; an item whose outcome changes is FLAKY and the run exits 1")
+
+
+def _repeat(text: str) -> int:
+    from lab.runner.stability import MAX_REPEAT
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_REPEAT:
+        raise argparse.ArgumentTypeError(f"a number of runs from 1 to {MAX_REPEAT}, got {text!r}")
+    return int(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
         "run",
         help="run scenarios against one server and grade it",
-        description="Run the scenarios against one server and grade it on the checklist items of its kind.",
-        epilog="example: lab run --cmd './zig-out/bin/edge_triggered_epoll {port}' --as edge",
+        description="Run the scenarios against one server and grade it on the checklist items\n"
+                    "of its kind.",
+        epilog="example: lab run --cmd './zig-out/bin/edge_triggered_epoll {port}' --as edge\n\n"
+               "exit status: 0 when every mandatory item graded passed, else 1; 2 usage (a bad\n"
+               "option or scenario file, a program that never listens); 3 internal error (a bug\n"
+               "in the lab).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO_OR_DIR",
                      help="scenario files or folders (default: the shipped scenarios/)")
@@ -106,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="with --cmd --as timeout: how often it checks for idle connections (default 1s)")
     run.add_argument("--drain-timeout", type=_duration, metavar="DURATION",
                      help="with --cmd --as graceful: its longest drain after SIGTERM (default 10s)")
-    run.add_argument("--ready-timeout", type=_duration, metavar="DURATION",
+    run.add_argument("--ready-timeout", type=_ready_timeout, metavar="DURATION",
                      help="how long the program may take to start listening (default 15s)")
     _common(run)
     # --list reads files and prints; it needs no epoll, so it runs on any host.
@@ -122,12 +146,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "reachable, and write class.json, class.csv, class.md and class.html.",
         epilog="exit status: one submission: 0 when every mandatory item passed, else 1. A class: "
                "0 when every submission was graded (whatever its score), 1 when one could not be. "
-               "2: a usage error.",
+               "2: usage (a bad option or submission file). 3: internal error (a bug in the lab).",
     )
     grade.add_argument("submission", nargs="*", type=Path, metavar="SUBMISSION",
-                       help="a submission file (see lab/runner/submission.py for its fields), a "
+                       help="a submission file (its fields: README, 'Grade your own server'), a "
                             "folder with a submission.toml, or a folder of student folders")
     _common(grade)
+    grade.add_argument("--ready-timeout", type=_ready_timeout, metavar="DURATION",
+                       help="one submission, or the reference servers: how long each program may take "
+                            "to start listening (default 15s); a program whose section in the submission "
+                            "file sets ready_timeout keeps its own")
     klass = grade.add_argument_group("grading a class")
     klass.add_argument("--jobs", type=_whole, metavar="N",
                        help="grade N submissions at once (default: one per two usable cores, "
@@ -194,7 +222,7 @@ def run_command(args: argparse.Namespace) -> int:
     from lab.runner.run import grade_program
 
     report = grade_program(_target(args), args.only, results_dir=args.results, progress=Progress(),
-                          scenarios=args.scenarios, junit=args.junit)
+                          scenarios=args.scenarios, junit=args.junit, strict=args.strict, repeat=args.repeat)
     return _print(report)
 
 
@@ -224,15 +252,15 @@ def grade_command(args: argparse.Namespace) -> int:
             from lab.runner.classroom import copy_submission
 
             file = copy_submission(file, args.copy_to)
-        submission = load_submission(file)
+        submission = load_submission(file, ready_timeout=args.ready_timeout)
         if args.name:
             submission = dataclasses.replace(submission, name=args.name)
     elif args.copy_to is not None or args.name:
         raise UsageError("--copy-to and --name need a submission file")
     else:
-        submission = reference()
+        submission = reference(args.ready_timeout)
     report = grade_submission(submission, args.only, results_dir=args.results, progress=Progress(),
-                              junit=args.junit)
+                              junit=args.junit, strict=args.strict, repeat=args.repeat)
     return _print(report)
 
 
@@ -268,5 +296,17 @@ def listing(scenarios: dict) -> str:
     return "\n\n".join([
         tabulate(scenario_rows, headers=["scenario", "clients", "what it does", "feeds"]),
         tabulate(item_rows, headers=["item", "points", "programs", "checks that", "scenarios"]),
+        tabulate(OUTCOME_LEGEND, headers=["outcome", "scores", "means"]),
         tabulate(action_rows, headers=["step action", "fields", "optional fields", "what it does"]),
     ])
+
+
+# What each outcome on a scorecard means (``lab run --list`` prints it; the README says the same).
+OUTCOME_LEGEND = [
+    ["PASS", "yes", "the behaviour was exercised and is right"],
+    ["PASS with remark", "yes", "right on the merits but not the assignment's letter; the remark says "
+                                "what the letter expects (--strict: a FAIL)"],
+    ["FAIL", "no", "exercised and wrong; the cause line names what went wrong first, the hint what to fix"],
+    ["NOT EXERCISED", "no", "the scenario never reached the behaviour, so nothing was proven; it says why"],
+    ["FLAKY: ...", "its worst", "--repeat N: the outcome changed between runs (the run exits 1)"],
+]

@@ -14,16 +14,19 @@ import signal
 from lab import probes
 
 
-def snapshot(pid: int, port: int) -> dict:
+def snapshot(pid: int, port: int, tree: list[int] | None = None) -> dict:
     """What the kernel says about ``pid`` serving ``port`` right now; ``{"alive": False}``
-    when the process is gone."""
+    when the process is gone or a zombie. ``tree``: the processes of the server's tree (a
+    wrapper, prefork workers), whose CPU and RSS are summed into ``cpu`` and ``rss``."""
     try:
-        return _snapshot(pid, port)
+        if probes.proc_stat(pid).dead:
+            return {"alive": False}
+        return _snapshot(pid, port, tree or [pid])
     except probes.ProcessGone:
         return {"alive": False}
 
 
-def _snapshot(pid: int, port: int) -> dict:
+def _snapshot(pid: int, port: int, tree: list[int]) -> dict:
     fds = probes.list_fds(pid)
     on_port = probes.tcp_sockets(pid, port=port)
     listener_inodes = {s.inode for s in on_port if s.state == "LISTEN" and s.inode}
@@ -59,9 +62,21 @@ def _snapshot(pid: int, port: int) -> dict:
         "timerfds_in_epoll": sum(fd in registered_fds for fd in timerfds),
         "signalfds_sigterm": sum(_watches_sigterm(pid, fd) for fd in signalfds),
         "signalfds_in_epoll": sum(fd in registered_fds for fd in signalfds),
-        "cpu": probes.cpu_times(pid).total,
-        "rss": probes.rss_bytes(pid),
+        "cpu": cpu_seconds(tree) if len(tree) > 1 else probes.cpu_times(pid).total,
+        "rss": sum(_tree_values(probes.rss_bytes, tree)),
+        "processes": len(tree),
+        # Connections the kernel completed that nobody accept()ed yet (Recv-Q of a listener).
+        "listen_backlog": sum(s.rx_queue for s in on_port if s.inode in listener_inodes),
     }
+
+
+def listen_backlog(pid: int, port: int) -> int | None:
+    """Connections waiting to be accepted on ``port`` (the listeners' Recv-Q) in ``pid``'s
+    network namespace; None when it cannot be read."""
+    try:
+        return sum(s.rx_queue for s in probes.tcp_sockets(pid, port=port) if s.state == "LISTEN")
+    except probes.ProcessGone:
+        return None
 
 
 def connection_queues(pid: int, server_port: int, client_ports: list[int]) -> dict:
@@ -108,11 +123,26 @@ def _mask_text(target: probes.EpollTarget) -> str:
     return f"fd {target.fd}: {'|'.join(target.names)}"
 
 
-def cpu_seconds(pid: int) -> float | None:
+def cpu_seconds(pids: int | list[int]) -> float | None:
+    """CPU seconds burnt by ``pids`` (one pid, or a server's tree summed); None when the
+    server (the first pid) is gone."""
+    tree = [pids] if isinstance(pids, int) else list(pids)
     try:
-        return probes.cpu_times(pid).total
-    except probes.ProcessGone:
+        first = probes.cpu_times(tree[0]).total
+    except (probes.ProcessGone, IndexError):
         return None
+    return first + sum(_tree_values(lambda pid: probes.cpu_times(pid).total, tree[1:]))
+
+
+def _tree_values(read, pids: list[int]) -> list:
+    """``read(pid)`` for each pid still there (a tree member may exit while we look)."""
+    values = []
+    for pid in pids:
+        try:
+            values.append(read(pid))
+        except probes.ProcessGone:
+            continue
+    return values
 
 
 def runnable_seconds(pid: int) -> float | None:

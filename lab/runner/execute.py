@@ -1,17 +1,21 @@
 """Run one scenario against a fresh instance of the target and return what each step measured.
 
 The target is started for the scenario (with the scenario's RLIMIT_NOFILE, if any) and is
-stopped when it ends, whatever happens: ``ServerProcess`` kills its whole process group, also
-when a step raises or the user presses Ctrl-C. Every client socket is closed the same way.
+stopped when it ends, whatever happens: ``ServerProcess`` kills its whole process tree, also
+when a step raises or the user presses Ctrl-C. Every client socket is closed the same way. The
+server probed and signalled is the process that owns the listening socket, which need not be
+the one started (``sh -c``, ``make run``, a daemon); CPU and RSS are summed over its tree.
 
 The result is ``{save: {...measured values...}}`` plus ``"_run"``: which step the server died
-in, if it did unasked, and its exit status. A server that crashes or hangs does not stop the
+in, if it did unasked, its exit status, the end of its stderr and the scenario's fd limit (what
+``diagnosis.py`` reads to name the first cause of a failure). A server that crashes or hangs does not stop the
 scenario: the remaining steps run against it and record the failures (refused connects, bytes
 never echoed), each within its own deadline.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import time
@@ -19,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.runner import evidence
+from lab.errors import STATUS_UNKNOWN
+from lab.runner import diagnosis, evidence
 from lab.runner.scenario import Scenario, Step
 from lab.runner.program import Program
 from lab.runner.clients import (
@@ -31,6 +36,7 @@ from lab.process import ServerProcess
 StepCallback = Callable[[Scenario, Step, int], None]
 SETTLE_INTERVAL = 0.05
 HALF_CLOSE_EOF_WAIT = 1.0
+STDERR_TAIL_LINES = 20
 RESET_WAIT = 0.3  # how long a client that sent after the server's EOF waits for a RST
 # A reset reads as ECONNRESET, or as EPIPE on a connection that had already seen the FIN.
 RESETS = ("ECONNRESET", "EPIPE")
@@ -63,7 +69,7 @@ class Context:
 def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: StepCallback | None = None) -> dict:
     """Start the target, run every step, stop the target; raise StartError only if it never
     listened."""
-    run: dict = {"died_in_step": None, "exit_status": None, "status": None}
+    run: dict = {"died_in_step": None, "exit_status": None, "status": None, "nofile": scenario.nofile}
     with target.running(log_dir, nofile=scenario.nofile) as server:
         context = Context(scenario, target, server)
         observations = context.observations
@@ -76,18 +82,42 @@ def run_scenario(scenario: Scenario, target: Program, log_dir: Path, progress: S
                     observations[step.save] = measured
                 _note_death(context, run, f"step {step.index} ({step.describe()})")
         finally:
-            if context.frozen:
+            if context.frozen:  # a step failed while it was frozen: what waits was queued by us
                 server.thaw()
+                run["listen_backlog"] = None
+            else:  # read before the clients leave: connections never accepted are still queued
+                run["listen_backlog"] = evidence.listen_backlog(os.getpid(), context.port)
             context.close_all()
         _note_death(context, run, "the end of the scenario")
+        said_before_stop = server.stderr_text()
         run["status"] = server.stop()
+        if run["died_in_step"] is None and context.signalled_at is None and _was_dying(run["status"], said_before_stop):
+            run["died_in_step"] = "its last step (it was exiting when stopped)"
+            run["exit_status"] = run["status"]
+            run["exit_cause"] = server.exit_cause()
+        run["stderr_tail"] = server.stderr_text().strip().splitlines()[-STDERR_TAIL_LINES:]
+        run["signalled"] = context.signalled_at is not None
     observations["_run"] = run
     return observations
 
 
+# What a server stopped by SIGTERM (then SIGKILL) exits with: 0 when it handles it, -N when
+# killed by it, 128 + N when a shell in front reports the signal.
+STOP_STATUSES = {0, -signal.SIGTERM, -signal.SIGKILL, 128 + signal.SIGTERM, 128 + signal.SIGKILL}
+
+
+def _was_dying(status: int, said_before_stop: str) -> bool:
+    """Found alive at the end, yet already dying when stopped: its status is no answer to
+    our SIGTERM, and it was killed by another signal or had printed a crash report (a
+    traceback, a panic) before we asked it to stop."""
+    if status in STOP_STATUSES or status == STATUS_UNKNOWN:
+        return False
+    return status < 0 or any(marker in said_before_stop for marker in diagnosis.CRASH_MARKERS)
+
+
 def _note_death(context: Context, run: dict, when: str) -> None:
     """Remember the first time the server is found dead without having been signalled."""
-    status = context.server.process.poll()
+    status = context.server.poll()
     if status is not None and run["died_in_step"] is None and context.signalled_at is None:
         run["died_in_step"] = when
         run["exit_status"] = status
@@ -102,9 +132,15 @@ def _deadline(step: Step) -> float:
 
 
 def do_probe(context: Context, step: Step) -> dict:
-    if context.server.process.poll() is not None:
+    if not context.server.running():
         return {"alive": False}
-    return evidence.snapshot(context.server.pid, context.port)
+    return evidence.snapshot(context.server.pid, context.port, _tree(context))
+
+
+def _tree(context: Context) -> list[int]:
+    """The server first, then the rest of its process tree."""
+    server = context.server.pid
+    return [server, *(pid for pid in context.server.tree_pids() if pid != server)]
 
 
 def do_connect(context: Context, step: Step) -> dict:
@@ -127,6 +163,10 @@ def _exchange_summary(clients: list[Client], started: float, ended_by: str) -> d
     complete = [c for c in clients if c.caught_up and c.mismatch_at is None and not c.ended]
     wrong = next((c for c in clients if c.mismatch_at is not None), None)
     return {
+        # Bytes echoed before the first wrong one: what "echoed" means when bytes differ.
+        "echoed_intact": sum(c.echoed if c.mismatch_at is None else c.mismatch_at for c in clients),
+        # Clients that sent and never got a byte back (never accepted, or never served).
+        "silent": sum(c.sent > 0 and c.echoed == 0 for c in clients),
         "clients": len(clients),
         "ok": len(complete),
         "mismatched": sum(c.mismatch_at is not None for c in clients),
@@ -378,11 +418,12 @@ def do_close(context: Context, step: Step) -> dict:
 
 def do_idle(context: Context, step: Step) -> dict:
     duration = step.params["duration"]
-    pid = context.server.pid
-    before, runnable_before = evidence.cpu_seconds(pid), evidence.runnable_seconds(pid)
+    tree = _tree(context)
+    pid = tree[0]
+    before, runnable_before = evidence.cpu_seconds(tree), evidence.runnable_seconds(pid)
     started = time.monotonic()
     context.server.wait(duration)  # returns early only if the server dies
-    after, runnable_after = evidence.cpu_seconds(pid), evidence.runnable_seconds(pid)
+    after, runnable_after = evidence.cpu_seconds(tree), evidence.runnable_seconds(pid)
     wall = time.monotonic() - started
     if None in (before, after, runnable_before, runnable_after):
         return {"alive": False, "seconds": round(wall, 3)}
@@ -456,7 +497,7 @@ def do_watch(context: Context, step: Step) -> dict:
 def do_exit(context: Context, step: Step) -> dict:
     """After a signal: new connections must be refused; then the clients leave (as ``nc``
     does after EOF) and the server must exit within its drain timeout."""
-    refused = _connect_refused(context.server.host, context.port) if context.server.process.poll() is None else True
+    refused = _connect_refused(context.server.host, context.port) if context.server.running() else True
     context.close_all()
     started = context.signalled_at or time.monotonic()
     deadline = started + context.target.drain_timeout + step.params["timeout"]

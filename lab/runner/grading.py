@@ -17,8 +17,10 @@ numbers. The evidence on the scorecard is "measured <that>; expected <the
 item's expected value>". No I/O here: the tests feed judges hand-written observations.
 
 When a scenario stopped before saving what an item needs (the target never listened in it,
-or a step failed), the item fails with that reason instead of calling the judge; when the
-server died unasked during a scenario, a failed item's evidence says in which step.
+or a step failed), the item fails with that reason instead of calling the judge. A failed item
+then names the first cause ``diagnosis.py`` found in its scenarios (the server died, sockets
+blocking, connections never accepted, wrong bytes, a reset): its one line leads the evidence
+and its hint replaces the item's generic one.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 
+from lab.errors import describe_exit
+from lab.runner import diagnosis
 from lab.runner.checklist import (
     DRAIN_QUEUED_MIN,
     DRAIN_SLACK,
@@ -76,6 +80,10 @@ class ItemResult:
     hint: str  # empty when it passed
     measured: str = ""  # the measured part of the evidence alone
     remark: str = ""  # PASS with remark: what the assignment's letter expects
+    cause: str = ""  # a failure's first cause, a diagnosis name (diagnosis.py)
+    cause_line: str = ""  # that cause in one line: what to read first
+    flaky: bool = False  # --repeat: the outcome changed between runs (stability.py)
+    runs: tuple[str, ...] = ()  # --repeat: the outcome of each run
 
     @property
     def passed(self) -> bool:
@@ -326,7 +334,7 @@ def judge_fd_exhaustion(obs: dict) -> Verdict:
     scenario = obs["fd-exhaustion"]
     exhausted, at_limit, recovered = scenario["exhausted"], scenario["at_limit"], scenario["recovered"]
     if not exhausted.get("alive") or not at_limit.get("alive"):
-        return False, "the server died when it ran out of fds"
+        return False, "the server died during the fd-exhaustion scenario"
     spin_ok = _busy(exhausted) <= EXHAUSTED_CPU_MAX
     recovered_ok = recovered["clients"] > 0 and recovered["ok"] == recovered["clients"]
     return spin_ok and recovered_ok, (
@@ -469,7 +477,7 @@ def judge_graceful(obs: dict) -> Verdict:
         parts.append(
             f"{name}: a new connection during the drain was "
             + ("refused" if exit_["new_connection_refused"] else "ACCEPTED") + ", "
-            + (f"exit status {status} {exit_['seconds_after_signal']:g} s after SIGTERM (drain timeout "
+            + (f"{describe_exit(status)} {exit_['seconds_after_signal']:g} s after SIGTERM (drain timeout "
                f"{exit_['drain_timeout']:g} s)" if status is not None else "still running past the drain timeout"))
     passed = signalfd_ok and filled_ok and steady_ok and exits_ok
     if not passed and signalfd_ok and exits_ok:
@@ -518,15 +526,23 @@ JUDGES: dict[str, Judge] = {
 
 
 def grade_item(item: Item, obs: dict, strict: bool = False) -> ItemResult:
-    """Judge one item on one program's observations. ``strict``: a remark fails."""
+    """Judge one item on one program's observations. ``strict``: a remark fails. A failure
+    names its first cause (``obs["_diagnosis"]``, else diagnosed here)."""
     missing = _missing(item, obs)
     if missing:
-        judgement = Judgement(Outcome.FAIL, missing)
-    else:
-        judgement = as_judgement(JUDGES[item.id](obs))
-        if not judgement.outcome.scores:
-            judgement = replace(judgement, measured=judgement.measured + _deaths(item, obs))
-    return _result(item, judgement, strict)
+        return _result(item, Judgement(Outcome.FAIL, missing), strict)
+    judgement = as_judgement(JUDGES[item.id](obs))
+    if judgement.outcome.scores:
+        return _result(item, judgement, strict)
+    found = diagnosis.from_json(obs["_diagnosis"]) if "_diagnosis" in obs else diagnosis.diagnose(obs)
+    cause = diagnosis.first_cause(item.scenarios, item.id, found)
+    if cause is None:
+        return _result(item, judgement, strict)
+    result = _result(item, replace(judgement, remark=cause.hint), strict)
+    # The evidence reads on its own (in results.json and the scorecard's table); ``measured``
+    # stays the judge's words, so the terminal can lead with the cause without saying it twice.
+    return replace(result, cause=cause.name, cause_line=cause.line,
+                   evidence=f"measured {judgement.measured} (first cause: {cause.line}); expected {item.expected}")
 
 
 def _result(item: Item, judgement: Judgement, strict: bool) -> ItemResult:
@@ -564,17 +580,6 @@ def _missing(item: Item, obs: dict) -> str | None:
     return None
 
 
-def _deaths(item: Item, obs: dict) -> str:
-    notes = []
-    for scenario in item.scenarios:
-        run = obs.get(scenario, {}).get("_run", {})
-        if run.get("died_in_step"):
-            cause = f" ({run['exit_cause']})" if run.get("exit_cause") else ""
-            notes.append(f"the server exited with status {run['exit_status']}{cause} in {scenario}, "
-                         f"found dead after {run['died_in_step']}")
-    return f" ({'; '.join(notes)})" if notes else ""
-
-
 def combine(item: Item, per_program: dict[str, ItemResult]) -> ItemResult:
     """One result for an item judged on several programs (errors.* and cleanup.* on both the
     level and the edge server): the worst outcome of any (FAIL before NOT EXERCISED before a
@@ -584,12 +589,16 @@ def combine(item: Item, per_program: dict[str, ItemResult]) -> ItemResult:
     worst = next(outcome for outcome in (Outcome.FAIL, Outcome.NOT_EXERCISED, Outcome.REMARK, Outcome.PASS)
                  if any(result.outcome is outcome for result in per_program.values()))
     measured = " | ".join(
-        f"{kind} {result.outcome.value}: {result.measured}" for kind, result in per_program.items()
+        f"{kind} {result.outcome.value}: {result.measured}"
+        + (f" (first cause: {result.cause_line})" if result.cause_line else "")
+        for kind, result in per_program.items()
     )
     hint = next((result.hint for result in per_program.values() if result.outcome is worst and result.hint), "")
     remark = next((result.remark for result in per_program.values() if result.remark), "")
+    cause = next((result for result in per_program.values() if result.outcome is worst and result.cause), None)
     return ItemResult(item.id, item.section, item.points, item.title, worst,
-                      f"measured {measured}; expected {item.expected}", hint, measured, remark)
+                      f"measured {measured}; expected {item.expected}", hint, measured, remark,
+                      cause.cause if cause else "", cause.cause_line if cause else "")
 
 
 def missing_program(item: Item, program: str) -> ItemResult:

@@ -3,7 +3,8 @@
 A target is a command line in which ``{port}`` stands for the port to listen on. Our servers
 get ``--port 0`` and announce the port they got (``listening on HOST:PORT``), so parallel runs
 never collide. Any other program gets a port the kernel just handed out, and counts as ready
-when that port accepts a connection; if it exits before listening (the port was taken in the
+when a process of its tree listens there (``lab.process``: no connection is made, and another
+program's listener does not count); if it exits before listening (the port was taken in the
 meantime, a rare race with parallel runs) it is started again on a fresh port, twice at most.
 A fixed ``--port`` is used as given.
 """
@@ -104,7 +105,7 @@ class Program:
 
     @contextlib.contextmanager
     def running(self, log_dir: Path, nofile: int | None = None) -> Iterator[ServerProcess]:
-        """Start the program, yield it listening, and stop it (its whole process group) when
+        """Start the program, yield it listening, and stop it (its whole process tree) when
         the block ends, however it ends. Raises StartError when it cannot start or never
         listens."""
         server = self._start(log_dir, nofile)

@@ -22,6 +22,7 @@ from tabulate import tabulate
 from lab.errors import UsageError
 from lab.runner.checklist import SECTION_BY_NAME, SECTIONS
 from lab.runner.grading import ItemResult, Outcome
+from lab.runner.stability import runs_words
 
 
 @dataclass(slots=True)
@@ -52,13 +53,17 @@ class RunReport:
     def passed_ids(self) -> set[str]:
         return {item_id for item_id, result in self.results.items() if result.passed}
 
+    def flaky_ids(self) -> set[str]:
+        return {item_id for item_id, result in self.results.items() if result.flaky}
+
     @property
     def exit_status(self) -> int:
-        """0 when every mandatory item graded passed, else 1. A run that graded only bonus
-        items (``--target oneshot``) holds those to the same rule, or it could never fail."""
+        """0 when every mandatory item graded passed and no item was flaky, else 1. A run that
+        graded only bonus items (``--target oneshot``) holds those to the same rule, or it could
+        never fail."""
         graded = list(self.results.values())
         required = [r for r in graded if SECTION_BY_NAME[r.section].mandatory] or graded
-        return 0 if all(result.passed for result in required) else 1
+        return 0 if all(result.passed for result in required) and not self.flaky_ids() else 1
 
 
 # -- text builders (pure) --------------------------------------------------------------------
@@ -74,6 +79,7 @@ def results_json(report: RunReport) -> str:
             "score": report.score,
             "max_score": report.max_score,
             "exit_status": report.exit_status,
+            "flaky": sorted(report.flaky_ids()),
             "items": [result.to_json() for result in report.results.values()],
             "environment": report.environment,
             "warnings": report.warnings,
@@ -87,7 +93,7 @@ def results_json(report: RunReport) -> str:
 def _rows(report: RunReport, with_evidence: bool) -> list[list[str]]:
     rows = []
     for result in report.results.values():
-        row = [result.id, f"{result.awarded}/{result.points}", result.outcome.value]
+        row = [result.id, f"{result.awarded}/{result.points}", runs_words(result)]
         if with_evidence:
             row.append(result.evidence.replace("|", "\\|"))
         rows.append(row)
@@ -108,8 +114,13 @@ def terminal_table(report: RunReport) -> str:
     """The scorecard for the terminal: one row per item, then the hints of the failures."""
     lines = [tabulate(_rows(report, with_evidence=False), headers=["item", "points", "result"])]
     for result in report.results.values():
-        if not result.passed:
-            lines.append(f"\n{result.outcome.value} {result.id}: {result.evidence}\n  hint: {result.hint}")
+        if not result.passed and result.cause_line:  # the cause first: the one line to read
+            lines.append(f"\n{runs_words(result)} {result.id}: {result.cause_line}\n"
+                         f"  measured {result.measured}\n  hint: {result.hint}")
+        elif not result.passed:
+            lines.append(f"\n{runs_words(result)} {result.id}: {result.evidence}\n  hint: {result.hint}")
+        elif result.flaky:
+            lines.append(f"\n{runs_words(result)} {result.id}: {result.measured}")
         elif result.remark:
             lines.append(f"\n{result.outcome.value} {result.id}: {result.measured}\n  remark: {result.remark}")
     lines.append(f"\nscore {report.score}/{report.max_score}"
@@ -137,7 +148,12 @@ def scorecard_markdown(report: RunReport) -> str:
     ]
     failed = [r for r in report.results.values() if not r.passed]
     if failed:
-        lines += ["", "## Hints", ""] + [f"- `{r.id}` ({r.outcome.value}): {r.hint}" for r in failed]
+        lines += ["", "## Hints", ""] + [
+            f"- `{r.id}` ({runs_words(r)}): " + (f"**{r.cause_line}**: " if r.cause_line else "") + r.hint
+            for r in failed]
+    flaky = [r for r in report.results.values() if r.flaky and r.passed]
+    if flaky:
+        lines += ["", "## Flaky", ""] + [f"- `{r.id}` ({runs_words(r)}): {r.measured}" for r in flaky]
     remarks = [r for r in report.results.values() if r.remark]
     if remarks:
         lines += ["", "## Remarks", ""] + [f"- `{r.id}`: {r.remark}" for r in remarks]
@@ -150,18 +166,20 @@ def scorecard_markdown(report: RunReport) -> str:
 
 def junit_xml(report: RunReport) -> str:
     """One testcase per checklist item, its section as the class name."""
-    failures = len(report.failed_ids())
+    failures = len(report.failed_ids() | report.flaky_ids())
     suite = ET.Element("testsuite", name=f"epoll-lab {report.name}", tests=str(len(report.results)),
                        failures=str(failures), errors="0", time=f"{report.seconds:.3f}",
                        timestamp=report.started)
     for result in report.results.values():
         case = ET.SubElement(suite, "testcase", classname=result.section, name=result.id, time="0")
-        if result.passed:
+        if result.passed and not result.flaky:
             ET.SubElement(case, "system-out").text = result.evidence
         else:
-            kind = "NotExercised" if result.outcome is Outcome.NOT_EXERCISED else "ChecklistFailure"
-            failure = ET.SubElement(case, "failure", message=f"{result.outcome.value}: {result.evidence}", type=kind)
-            failure.text = f"{result.evidence}\nhint: {result.hint}"
+            kind = ("Flaky" if result.flaky else
+                    "NotExercised" if result.outcome is Outcome.NOT_EXERCISED else "ChecklistFailure")
+            failure = ET.SubElement(case, "failure", message=f"{runs_words(result)}: {result.evidence}", type=kind)
+            cause = f"\ncause: {result.cause_line}" if result.cause_line else ""
+            failure.text = f"{result.evidence}{cause}\nhint: {result.hint}"
     root = ET.Element("testsuites", tests=str(len(report.results)), failures=str(failures))
     root.append(suite)
     ET.indent(root)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import signal
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from lab import cgroup, host
 from lab.errors import UsageError
+from lab.files import check_writable, write_atomically
 from lab.runner import preflight
 from lab.runner.benchmark import run_benchmark
 from lab.runner.build import OUTPUT_FILE, BuildResult, BuildStep, resolve_command, run_build
@@ -29,6 +29,8 @@ from lab.runner.checklist import BENCHMARK, CHECKLIST, Item, items_for, select_i
 from lab.runner.execute import run_scenario
 from lab.runner.grading import ItemResult, build_failed, combine, grade_item, missing_program
 from lab.runner.progress import Progress
+from lab.runner import diagnosis, stability
+from lab.runner.stability import MAX_REPEAT
 from lab.runner.report import RunDirectory, RunReport, junit_xml, results_json, scorecard_markdown
 from lab.runner.scenario import Scenario, check_needs, load_scenarios
 from lab.runner.submission import BenchmarkSpec, Submission
@@ -55,12 +57,15 @@ def grade_program(
     progress: Progress | None = None,
     scenarios: Sequence[str | Path] = (),
     junit: str | Path | None = None,
+    strict: bool = False,
+    repeat: int = 1,
 ) -> RunReport:
     """Grade one program on the items of its kind (``only``: item ids or section names).
     ``scenarios`` runs those files instead of the shipped set; then only the items whose
-    scenarios all ran are graded."""
+    scenarios all ran are graded. ``strict``: a PASS with remark is a FAIL. ``repeat``: grade
+    that many times; an item whose outcome changed is FLAKY."""
     grade = Grade(program.name, {program.kind: program}, select_items(items_for(program.kind), tuple(only)),
-                  strict_start=True)
+                  strict_start=True, strict=strict, repeat=_repeat(repeat))
     return _grade(grade, scenarios, Output(Path(results_dir), progress, junit))
 
 
@@ -71,11 +76,15 @@ def grade_submission(
     results_dir: str | Path = DEFAULT_RESULTS,
     progress: Progress | None = None,
     junit: str | Path | None = None,
+    strict: bool = False,
+    repeat: int = 1,
 ) -> RunReport:
     """Build the submission if it has a build step, then grade every program of it on the whole
-    checklist (or ``only``). A failed build fails every item with its reason."""
+    checklist (or ``only``). A failed build fails every item with its reason. ``strict`` and
+    ``repeat`` as for grade_program (the build and the benchmark run once)."""
     grade = Grade(submission.name, dict(submission.programs), select_items(CHECKLIST, tuple(only)),
-                  benchmark=submission.benchmark, strict_start=False, build=submission.build)
+                  benchmark=submission.benchmark, strict_start=False, build=submission.build,
+                  strict=strict, repeat=_repeat(repeat))
     return _grade(grade, (), Output(Path(results_dir), progress, junit))
 
 
@@ -90,6 +99,14 @@ class Grade:
     benchmark: BenchmarkSpec | None = None
     strict_start: bool = False
     build: BuildStep | None = None  # run once before anything is graded
+    strict: bool = False  # grade the letter: a remark fails
+    repeat: int = 1  # rounds; an item whose outcome changes between them is FLAKY
+
+
+def _repeat(repeat: int) -> int:
+    if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= MAX_REPEAT:
+        raise UsageError(f"--repeat must be a whole number from 1 to {MAX_REPEAT}, got {repeat!r}")
+    return repeat
 
 
 @dataclass(slots=True, frozen=True)
@@ -101,7 +118,7 @@ class Output:
 
 def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -> RunReport:
     if output.junit is not None:
-        _check_writable(Path(output.junit), "--junit")
+        check_writable(Path(output.junit), "--junit")
     scenarios = load_scenarios(scenario_paths)
     explicit = bool(scenario_paths)
     grade.items = _gradable_items(grade.items, scenarios, explicit)
@@ -124,15 +141,20 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
     limits_before = cgroup.read_counters()
     with RunDirectory(output.results_dir, grade.name) as run_dir:
         built = _build(grade.build, build_argv, run_dir.path, progress) if grade.build is not None else None
+        rounds, first = [], {}
         if built is None or built.ok:
-            observations = _observe(grade, plans, scenarios, run_dir.path, progress)
-            results = {item.id: _result(item, observations) for item in grade.items}
+            for round_number in range(1, grade.repeat + 1):
+                if progress is not None and grade.repeat > 1:
+                    progress.note(f"round {round_number}/{grade.repeat}")
+                logs = run_dir.path / (f"round-{round_number}" if grade.repeat > 1 else "")
+                observations = _observe(grade, plans, scenarios, logs, progress, benchmark=first.get(BENCHMARK))
+                rounds.append({item.id: _result(item, observations, grade.strict) for item in grade.items})
+                first = first or observations
         else:
-            observations = {}
-            results = {item.id: build_failed(item, built.reason()) for item in grade.items}
+            rounds.append({item.id: build_failed(item, built.reason()) for item in grade.items})
             warnings.append(f"{built.summary()}: see {OUTPUT_FILE}")
         if built is not None:
-            observations["build"] = {"build": built.to_json()}
+            first["build"] = {"build": built.to_json()}
         # In a sandbox, a fork refused by its pids limit shows in no exit status: say so.
         refused = cgroup.kill_cause(limits_before, cgroup.read_counters(), None)
         if refused:
@@ -140,10 +162,10 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
         report = RunReport(
             name=grade.name,
             programs={kind: " ".join(program.argv) for kind, program in grade.programs.items()},
-            results=results,
+            results=stability.merge(rounds),
             environment=environment,
             warnings=warnings,
-            observations=observations,
+            observations=first,
             started=datetime.datetime.fromtimestamp(started_wall, datetime.timezone.utc).isoformat(timespec="seconds"),
             seconds=time.monotonic() - started,
         )
@@ -156,7 +178,7 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
         report.run_dir = run_dir.commit()
     if output.junit is not None:
         try:
-            _write_atomically(Path(output.junit), junit_xml(report))
+            write_atomically(Path(output.junit), junit_xml(report))
         except OSError as error:  # checked before the run, but the disk may fill up meanwhile
             raise UsageError(f"the results are in {report.run_dir}, but --junit {output.junit} "
                              f"could not be written: {error.strerror}") from error
@@ -182,17 +204,23 @@ def _limit_warnings(environment: dict, plans: dict[str, list[str]], scenarios: d
 
 
 def _observe(grade: Grade, plans: dict[str, list[str]], scenarios: dict[str, Scenario], run_dir: Path,
-             progress: Progress | None) -> dict[str, dict]:
-    """Run each program's scenarios (and the benchmark); what every step measured, by kind."""
+             progress: Progress | None, benchmark: dict | None = None) -> dict[str, dict]:
+    """Run each program's scenarios (and the benchmark, unless ``benchmark`` holds what an
+    earlier round measured); what every step measured, by kind, with each program's
+    diagnosis (``"_diagnosis"``, see diagnosis.py)."""
     observations: dict[str, dict] = {}
     for kind, program in grade.programs.items():
         if not plans[kind]:
             continue
         if progress is not None:
             progress.begin_program(kind, " ".join(program.argv))
-        observations[kind] = _run_program(program, [scenarios[n] for n in plans[kind]],
-                                          run_dir / "logs" / kind, progress, grade.strict_start)
-    if any(item.id == "bonus.benchmark" for item in grade.items) and grade.benchmark is not None:
+        observed = _run_program(program, [scenarios[n] for n in plans[kind]],
+                                run_dir / "logs" / kind, progress, grade.strict_start)
+        observed["_diagnosis"] = [cause.to_json() for cause in diagnosis.diagnose(observed)]
+        observations[kind] = observed
+    if benchmark is not None:
+        observations[BENCHMARK] = benchmark
+    elif any(item.id == "bonus.benchmark" for item in grade.items) and grade.benchmark is not None:
         observations[BENCHMARK] = {"benchmark": _run_benchmark(grade.benchmark, grade.programs, run_dir, progress)}
     if progress is not None:
         progress.done()
@@ -253,46 +281,9 @@ def _run_benchmark(spec: BenchmarkSpec, programs: dict[str, Program], run_dir: P
         return {**failed, "summary": f"its server did not start: {error}"}
 
 
-def _result(item: Item, observations: dict[str, dict]) -> ItemResult:
-    per_program = {kind: grade_item(item, observations[kind]) for kind in item.kinds if kind in observations}
+def _result(item: Item, observations: dict[str, dict], strict: bool = False) -> ItemResult:
+    per_program = {kind: grade_item(item, observations[kind], strict) for kind in item.kinds if kind in observations}
     if per_program:
         return combine(item, per_program)
     missing = item.kinds[0]
     return missing_program(item, "signal" if missing == "graceful" else missing)
-
-
-def _check_writable(path: Path, option: str) -> None:
-    """Before anything runs: a file written at the end of the run can be written, so a long
-    run never ends in an error after its results were written. Tried for real (create and
-    remove the temporary file ``_write_atomically`` would use), since a permission check
-    tells nothing to root."""
-    if "\0" in str(path):
-        raise UsageError(f"{option} {str(path)!r}: not a file name (it holds a NUL byte)")
-    if path.is_dir():
-        raise UsageError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'junit.xml'}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent  # _write_atomically creates the missing folders
-    if not folder.is_dir():
-        raise UsageError(f"{option} {path}: {folder} is not a folder")
-    if folder != path.parent:
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UsageError(f"{option} {path}: cannot create folders in {folder} (permission denied)")
-        return
-    trial = _partial_name(path)
-    try:
-        trial.open("x").close()
-        trial.unlink()
-    except OSError as error:
-        raise UsageError(f"{option} {path}: cannot write there: {error.strerror}; pick another path") from None
-
-
-def _partial_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial-{os.getpid()}")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial_name(path)
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)

@@ -26,7 +26,8 @@ A submission is a TOML file; relative paths and commands run from the folder it 
     timeout = "120s"
 
 Every program may also set ``port = 8080`` when it cannot take ``{port}``, and
-``ready_timeout = "30s"`` when it needs longer than 15 s to start listening. ``build`` runs in
+``ready_timeout = "30s"`` when it needs longer than 15 s to start listening (``lab grade
+--ready-timeout`` changes that default; a program that sets its own keeps it). ``build`` runs in
 the file's folder before grading (see ``lab.runner.build``: ``zig`` comes from PATH or from
 the ``ziglang`` package). A program left
 out scores 0 on its items, with that reason. Without a file, ``reference()`` is our own
@@ -100,16 +101,17 @@ class Submission:
     build: BuildStep | None = None
 
 
-def parse_submission(text: str, path: Path) -> Submission:
-    """Parse and check a submission file's text; errors name the file, section and field."""
+def parse_submission(text: str, path: Path, *, ready_timeout: float | None = None) -> Submission:
+    """Parse and check a submission file's text; errors name the file, section and field.
+    ``ready_timeout``: for the programs whose section sets none (default 15 s)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SubmissionError(f"{path}: not valid TOML: {error}") from None
-    return submission_from_data(data, path)
+    return submission_from_data(data, path, ready_timeout=ready_timeout)
 
 
-def submission_from_data(data: dict, path: Path) -> Submission:
+def submission_from_data(data: dict, path: Path, *, ready_timeout: float | None = None) -> Submission:
     """Check a submission file's parsed TOML (any tables, arrays and values TOML can hold)."""
     base = path.resolve().parent
     known = {"name", "build", *PROGRAM_SECTIONS, "benchmark"}
@@ -119,7 +121,7 @@ def submission_from_data(data: dict, path: Path) -> Submission:
     programs = {}
     for section, kind in PROGRAM_SECTIONS.items():
         if section in data:
-            programs[kind] = _server(path, section, kind, data[section], base)
+            programs[kind] = _server(path, section, kind, data[section], base, ready_timeout)
     benchmark = _benchmark(path, data["benchmark"], base) if "benchmark" in data else None
     if not programs and benchmark is None:
         raise SubmissionError(f"{path}: names no program; add [level], [edge], ... sections with cmd = '...'")
@@ -127,7 +129,8 @@ def submission_from_data(data: dict, path: Path) -> Submission:
     return Submission(_name(path, data.get("name", path.stem)), programs, benchmark, build)
 
 
-def load_submission(path: Path) -> Submission:
+def load_submission(path: Path, *, ready_timeout: float | None = None) -> Submission:
+    """Read and check a submission file (see :func:`parse_submission`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -136,7 +139,7 @@ def load_submission(path: Path) -> Submission:
         raise SubmissionError(f"{path}: not UTF-8 text (byte {error.start}): is it a submission file?") from None
     except ValueError:  # a NUL byte in the path
         raise SubmissionError(f"{str(path)!r}: not a file name (it holds a NUL byte)") from None
-    return parse_submission(text, path)
+    return parse_submission(text, path, ready_timeout=ready_timeout)
 
 
 MAX_NAME = 100  # it becomes part of the results folder's name
@@ -184,13 +187,16 @@ def _whole(path: Path, section: str, table: dict, name: str, default: int) -> in
     return value
 
 
-def _server(path: Path, section: str, kind: str, value: object, base: Path) -> Program:
+def _server(path: Path, section: str, kind: str, value: object, base: Path,
+            default_ready_timeout: float | None) -> Program:
     table = _table(path, section, value, SERVER_FIELDS)
     port = _whole(path, section, table, "port", 0) if "port" in table else None
     idle_timeout = _seconds(path, section, table, "idle_timeout")
     tick = _seconds(path, section, table, "tick")
     drain_timeout = _seconds(path, section, table, "drain_timeout")
     ready_timeout = _seconds(path, section, table, "ready_timeout")
+    if ready_timeout is None:  # the file's own value wins over the command line's default
+        ready_timeout = default_ready_timeout
     try:
         return Program.command(table["cmd"], kind=kind, name=section, port=port, cwd=base,
                               idle_timeout=idle_timeout, tick=tick, drain_timeout=drain_timeout,
@@ -232,11 +238,14 @@ def _benchmark(path: Path, value: object, base: Path) -> BenchmarkSpec:
     )
 
 
-def reference() -> Submission:
-    """Our own submission: the five reference servers and ``lab bench`` against the edge one.
+def reference(ready_timeout: float | None = None) -> Submission:
+    """Our own submission: the five reference servers and ``lab bench`` against the edge one
+    (each server allowed ``ready_timeout`` seconds to listen, default 15).
     Its report is the one ``lab bench`` writes for this very run (``bench.md``, a results
     table), so the reference grades the same wherever the lab is installed."""
     programs = {kind: Program.builtin(kind) for kind in KINDS}
+    if ready_timeout is not None:
+        programs = {kind: program.with_ready_timeout(ready_timeout) for kind, program in programs.items()}
     bench = BenchmarkSpec(
         argv=(sys.executable, "-m", "lab", "bench", "{host}", "{port}", "{connections}", "{requests}",
               "--results", "{results}", "--no-plots"),

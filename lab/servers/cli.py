@@ -67,26 +67,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run a reference echo server",
-        description="Run one reference epoll echo server until SIGINT or SIGTERM.",
+        description="Run one reference epoll echo server until SIGINT or SIGTERM. It prints "
+                    "'listening on HOST:PORT' once it accepts connections; SIGUSR1 writes its counters.",
+        epilog="exit status: 0 after SIGINT or SIGTERM (graceful: once drained; a second signal exits at "
+               "once with 128 + its number), 2 usage (a bad option, an address it cannot listen on), "
+               "3 internal error.",
     )
     parser.add_argument("kind", choices=KINDS, help="which server")
-    parser.add_argument("--host", type=_host, default=defaults.host, help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=_port, default=defaults.port,
+    parser.add_argument("--host", metavar="HOST", type=_host, default=defaults.host,
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("--port", metavar="PORT", type=_port, default=defaults.port,
                         help="port to bind; 0 picks a free one (default %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="log every event (costs speed)")
-    parser.add_argument("--max-buffer", type=size, default=defaults.max_buffer,
+    parser.add_argument("--max-buffer", metavar="SIZE", type=size, default=defaults.max_buffer,
                         help="per-connection output cap; reading pauses when reached (default 1MiB)")
-    parser.add_argument("--stats-file", type=_file,
+    parser.add_argument("--stats-file", metavar="FILE", type=_file,
                         help="write the counters here (on exit and SIGUSR1) instead of stderr")
-    parser.add_argument("--backlog", type=_positive_int, default=defaults.backlog,
+    parser.add_argument("--backlog", metavar="N", type=_positive_int, default=defaults.backlog,
                         help="listen() backlog (default %(default)s)")
-    parser.add_argument("--threads", type=_positive_int, default=defaults.threads,
+    parser.add_argument("--threads", metavar="N", type=_positive_int, default=defaults.threads,
                         help="oneshot: worker threads (default %(default)s)")
-    parser.add_argument("--tick", type=_more_than_zero(duration), default=defaults.tick,
+    parser.add_argument("--tick", metavar="DURATION", type=_more_than_zero(duration), default=defaults.tick,
                         help="timeout: timerfd period (default 1s)")
-    parser.add_argument("--idle-timeout", type=_more_than_zero(duration), default=defaults.idle_timeout,
+    parser.add_argument("--idle-timeout", metavar="DURATION", type=_more_than_zero(duration),
+                        default=defaults.idle_timeout,
                         help="timeout: close connections idle this long (default 5s)")
-    parser.add_argument("--drain-timeout", type=duration, default=defaults.drain_timeout,
+    parser.add_argument("--drain-timeout", metavar="DURATION", type=duration, default=defaults.drain_timeout,
                         help="graceful: longest wait for pending output after a signal (default 10s)")
     parser.set_defaults(handler=run_serve)
 

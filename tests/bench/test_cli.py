@@ -3,6 +3,7 @@ before anything starts (so these tests open no socket)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,10 +11,12 @@ import sys
 
 import pytest
 
+from lab.bench import cli as bench_cli
 from lab.bench.options import build_gate, build_plan, parse_counts
 from lab.bench.pinning import default_pinning, running_on
 from lab.cli import build_parser, main
 from lab.errors import UsageError
+from lab.files import check_folder_writable
 
 
 def plan_of(*argv: str):
@@ -174,3 +177,84 @@ def test_python_m_lab_bench_help_smoke():
                           timeout=30)
     assert done.returncode == 0 and "REQUESTS_PER_CONNECTION" in done.stdout and "--target" in done.stdout
     assert "Exit status:" in done.stdout and "--threshold" in done.stdout and "--pin, --no-pin" in done.stdout
+
+
+@pytest.fixture
+def nothing_measured(monkeypatch):
+    """Any measurement fails the test: these misuses must be refused before one starts."""
+    def measure(*args, **kwargs):
+        raise AssertionError("the bench measured before it refused the command line")
+
+    monkeypatch.setattr(bench_cli, "run_plan", measure)
+
+
+@pytest.mark.parametrize(
+    ("results", "message"),
+    [
+        ("a-file", "--results a-file: is a file, not a folder"),
+        ("a-file/deeper", "--results a-file/deeper: a-file is not a folder"),
+        ("a\0b", "--results 'a\\x00b': not a file name (it holds a NUL byte)"),
+    ],
+)
+def test_an_unwritable_results_folder_exits_2_before_measuring(nothing_measured, capsys, tmp_path, monkeypatch,
+                                                                 results, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    assert main(["bench", "--target", "edge", "--results", results]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lab bench: {message}") and "Traceback" not in err
+
+
+def test_a_folder_even_root_cannot_write_in_is_refused(nothing_measured, capsys):
+    try:  # /sys refuses new files to root too (EACCES), where mounted as usual
+        open("/sys/.lab-bench-probe", "x").close()
+    except OSError:
+        pass
+    else:
+        os.unlink("/sys/.lab-bench-probe")
+        pytest.skip("/sys is writable here")
+    assert main(["bench", "--target", "edge", "--results", "/sys"]) == 2
+    assert "--results /sys: cannot write in /sys: Permission denied" in capsys.readouterr().err
+
+
+def test_a_writable_results_folder_is_left_as_it_was(tmp_path):
+    # Negative control: the check creates its trial file and removes it, and no folder.
+    check_folder_writable(tmp_path / "new" / "deeper", "--results")
+    assert list(tmp_path.iterdir()) == []
+
+
+BENCH_RESULT = {"target": "edge", "workload": "pingpong", "connections": 100}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("[{", "not JSON"),
+        ("[" * 100_000, "not JSON"),
+        (b"\xff\xfe", "cannot read it"),
+        ({"target": "edge"}, "not a lab bench report"),
+        ([{**BENCH_RESULT, "req_per_s": "fast"}], "result 1: req_per_s must be a finite number, got 'fast'"),
+        ([{**BENCH_RESULT, "req_per_s": 10 ** 400}], "result 1: req_per_s must be a finite number"),
+        ([{**BENCH_RESULT, "server_cpu": [8.0]}], "result 1: server_us_per_op is not where a bench.json keeps it"),
+        ([{**BENCH_RESULT, "req_per_s": 1.0, "req_per_s_spread": 0.1}],
+         "result 1: req_per_s_spread must be an object with a number 'relative'"),
+    ],
+)
+def test_a_missing_or_corrupt_baseline_exits_2_before_measuring(nothing_measured, capsys, tmp_path, content,
+                                                                 message):
+    baseline = tmp_path / "bench.json"
+    if isinstance(content, bytes):
+        baseline.write_bytes(content)
+    elif isinstance(content, str):
+        baseline.write_text(content)
+    elif content is not None:
+        baseline.write_text(json.dumps(content))
+    assert main(["bench", "--target", "edge", "--baseline", str(baseline), "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lab bench: --baseline {baseline}") and message in err and "Traceback" not in err
+
+
+def test_a_baseline_path_with_a_nul_byte_exits_2(nothing_measured, capsys):
+    assert main(["bench", "--target", "edge", "--baseline", "old\0/bench.json"]) == 2
+    assert "lab bench: --baseline 'old\\x00/bench.json': not a file name" in capsys.readouterr().err

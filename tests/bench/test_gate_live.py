@@ -1,6 +1,6 @@
 """The CI gate against real servers: a server that regressed (tests/bench/wrong_echo.py
 ``slow``: 1 ms of sleep per event, so at most 1,000 replies a second) fails it with exit
-status 3 and the failing line; the same server without the fault passes the same gate.
+status 4 and the failing line; the same server without the fault passes the same gate.
 
 The limits sit far from both sides so that a loaded machine cannot flip a verdict: the slow
 server cannot exceed 1,000 req/s whatever the load, and the correct one, at 100 connections,
@@ -37,10 +37,10 @@ def bench(capsys, results, *argv: str) -> tuple[int, str, str]:
 def test_a_threshold_fails_on_a_server_that_regressed(capsys, tmp_path):
     status, out, err = bench(capsys, tmp_path, "--cmd", server("slow"), *LOAD, "--repeat", "1",
                              "--threshold", "req_per_s>1500", "--threshold", "p99<10s")
-    assert status == 3, err
+    assert status == 4, err
     assert "✗ req_per_s>1500: 1 of 1 result(s) fail\n    srv pingpong at 100 connection(s): " in out
     assert "✓ p99<10s: 1 result(s) pass" in out  # the gate judges each threshold on its own
-    assert "the gate failed (exit status 3)" in err
+    assert "the gate failed (exit status 4)" in err
     [report] = tmp_path.iterdir()
     assert "✗ req_per_s>1500" in (report / "bench.md").read_text()
 
@@ -63,7 +63,7 @@ def test_baseline_catches_the_regression_and_passes_a_rerun(capsys, tmp_path):
 
     status, out, err = bench(capsys, tmp_path / "slow", "--cmd", server("slow"), *LOAD, "--repeat", "1",
                              "--baseline", str(old), "--max-regression", "70%")
-    assert status == 3, err
+    assert status == 4, err
     assert "✗ baseline srv pingpong at 100 connection(s) req_per_s: " in out and "limit 70 % worse" in out
 
     # Negative control: the correct server again, against the same baseline and limit.

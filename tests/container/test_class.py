@@ -211,9 +211,10 @@ while True:
 """
 
 
-# Writes 1 GiB to its stdout (a log file in the results folder, on the host's disk). Not in
-# Python, which ignores SIGXFSZ and fails with EFBIG in its own words; `head` is killed by it.
-FLOOD = "exec head -c 1073741824 /dev/zero\n"
+# Writes 1 GiB into a file of its own. (Its stdout would not do: the grader keeps only the
+# first and last MiB of a server's output, see lab/capture.py.) Not in Python, which ignores
+# SIGXFSZ and fails with EFBIG in its own words; `head` is killed by it.
+FLOOD = "exec head -c 1073741824 /dev/zero > flood.bin\n"
 
 
 def test_a_fork_bomb_meets_the_pids_limit_a_flood_the_file_size_limit_and_a_slow_grade_the_clock(

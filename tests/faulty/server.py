@@ -319,7 +319,7 @@ FAULTS: dict[str, Fault] = {
     "et-as-level": Fault("level", EdgeServer, ("level.epoll_created",), "with EPOLLET"),
     "oneshot-never-rearmed": Fault("oneshot", OneshotNeverRearmed, ("bonus.oneshot",), "never re-armed"),
     "timer-never-expires": Fault("timeout", TimerNeverExpires, ("bonus.timeout",), "none closed"),
-    "sigterm-kills": Fault("graceful", SigtermKills, ("bonus.graceful_shutdown",), "exit status -15"),
+    "sigterm-kills": Fault("graceful", SigtermKills, ("bonus.graceful_shutdown",), "was killed by SIGTERM"),
     "drops-echo-on-sigterm": Fault("graceful", DropsEchoOnSigterm, ("bonus.graceful_shutdown",),
                                    "flush every output buffer"),
     "closes-with-unread-input": Fault("graceful", ClosesWithUnreadInput, ("bonus.graceful_shutdown",),

@@ -4,6 +4,7 @@ folder. The full grades are in test_reference_grades.py (slow)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -14,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from lab.cli import main
+from lab.errors import UsageError
+from lab.runner import run as runner_run
+from lab.runner.class_cli import _grade_options
 
 
 def run_lab(capsys, *argv: str) -> tuple[int, str, str]:
@@ -26,6 +30,8 @@ def test_list_shows_scenarios_and_items_and_runs_nothing(capsys, tmp_path):
     status, out, _ = run_lab(capsys, "run", "--list", "--results", str(tmp_path))
     assert status == 0
     assert "burst-then-wait" in out and "edge.drains" in out and "bonus.benchmark" in out
+    for outcome in ("PASS with remark", "NOT EXERCISED", "FLAKY", "--strict"):
+        assert outcome in out  # the legend of the outcome classes
     assert list(tmp_path.iterdir()) == []
 
 
@@ -95,6 +101,26 @@ def test_run_one_item_against_a_reference_server(capsys, tmp_path):
     assert (run_dir / "scorecard.md").read_text().startswith("# Scorecard: edge")
     assert "listening on" in (run_dir / "logs" / "edge" / "burst-then-wait" / "stdout.txt").read_text()
     assert ET.parse(junit).getroot().find("testsuite").get("tests") == "1"
+
+
+@pytest.mark.parametrize("argv", [["run", "--target", "edge", "--repeat", "0"], ["grade", "--repeat", "x"],
+                                  ["grade", "--repeat", "101"]])
+def test_a_bad_repeat_count_is_an_argparse_error(capsys, argv):
+    with pytest.raises(SystemExit) as exited:
+        run_lab(capsys, *argv)
+    assert exited.value.code == 2
+    assert "a number of runs from 1 to 100" in capsys.readouterr().err
+
+
+def test_repeat_grades_n_times_and_strict_is_accepted(capsys, tmp_path):
+    status, out, err = run_lab(capsys, "run", "--target", "edge", "--only", "edge.drains", "--repeat", "2",
+                               "--strict", "--results", str(tmp_path))
+    assert status == 0, out + err
+    assert "round 2/2" in err
+    (run_dir,) = tmp_path.iterdir()
+    data = json.loads((run_dir / "results.json").read_text())
+    assert data["flaky"] == [] and data["items"][0]["runs"] == ["PASS", "PASS"]
+    assert (run_dir / "round-2" / "logs" / "edge" / "burst-then-wait" / "stdout.txt").exists()
 
 
 def test_run_a_scenario_file_against_any_command(capsys, tmp_path):
@@ -242,6 +268,49 @@ def test_a_bad_ready_timeout_is_a_message_and_exit_2(capsys, tmp_path, value, me
     assert list(tmp_path.iterdir()) == []
 
 
+SILENT = f"{sys.executable} -c 'import time; time.sleep(60)' {{port}}"
+
+
+@pytest.mark.parametrize(("own", "waited"), [("", "0.5 s"), ('ready_timeout = "1s"\n', "1 s")])
+def test_grade_ready_timeout_is_the_default_a_submission_file_may_override(capsys, tmp_path, own, waited):
+    submission = tmp_path / "sub.toml"
+    submission.write_text(f'[edge]\ncmd = "{SILENT}"\n{own}')
+    status, out, err = run_lab(capsys, "grade", str(submission), "--only", "edge.drains", "--ready-timeout", "500ms",
+                               "--results", str(tmp_path / "results"))
+    assert status == 1, err
+    [run] = (tmp_path / "results").iterdir()
+    [item] = json.loads((run / "results.json").read_text())["items"]
+    assert "did not listen on 127.0.0.1:" in item["evidence"] and f"within {waited}" in item["evidence"]
+
+
+def test_grade_ready_timeout_reaches_the_reference_servers(capsys, tmp_path, monkeypatch):
+    graded = []
+
+    def grade_submission(submission, *args, **kwargs):
+        graded.append(submission)
+        raise UsageError("stopped before grading")
+
+    monkeypatch.setattr(runner_run, "grade_submission", grade_submission)
+    status, _, err = run_lab(capsys, "grade", "--ready-timeout", "30s", "--results", str(tmp_path))
+    assert status == 2 and "stopped before grading" in err
+    [submission] = graded
+    assert submission.name == "reference"
+    assert {program.ready_timeout for program in submission.programs.values()} == {30.0}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["grade", "--ready-timeout", "0s"], "the ready timeout must be longer than 0 s"),
+    (["grade", "a.toml", "b.toml", "--ready-timeout", "30s"], "--ready-timeout is for one submission"),
+])
+def test_a_bad_grade_ready_timeout_is_a_message_and_exit_2(capsys, tmp_path, argv, message):
+    try:
+        status, _, err = run_lab(capsys, *argv, "--results", str(tmp_path))
+    except SystemExit as exit_:  # argparse refuses the value itself
+        status, err = exit_.code, capsys.readouterr().err
+    assert status == 2 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
 IPV6_ONLY_ECHO = Path(__file__).with_name("ipv6_only_echo.py")
 
 
@@ -262,3 +331,10 @@ def test_a_server_listening_on_ipv6_loopback_only_is_graded(capsys, tmp_path, ip
     (run_dir,) = (tmp_path / "results").iterdir()
     (item,) = json.loads((run_dir / "results.json").read_text())["items"]
     assert item["passed"], item
+
+
+@pytest.mark.parametrize(("strict", "repeat", "words"), [
+    (False, 1, []), (True, 1, ["--strict"]), (True, 3, ["--strict", "--repeat", "3"]), (False, 2, ["--repeat", "2"]),
+])
+def test_a_class_passes_strict_and_repeat_on_to_each_submissions_grade(strict, repeat, words):
+    assert _grade_options(argparse.Namespace(strict=strict, repeat=repeat)) == words

@@ -86,6 +86,7 @@ GOOD = {
         "exhausted": {"alive": True, "cpu": 0.01, "seconds": 1.0, "fraction": 0.01},
         "at_limit": probe(fds=64),
         "recovered": exchange(5),
+        "_run": {"died_in_step": None, "status": 0, "nofile": 64},
     },
     "oneshot-concurrency": {
         "loaded": probe(clients_registered=50, clients_oneshot=50, threads=5),
@@ -202,12 +203,12 @@ FAULTS = [
     ("bonus.timeout", {"idle-timeout/watch": {"idle_closed_after_send": [0.5, 1.2, 1.2, 1.3, 1.3],
                                               "idle_closed_after_receive": [0.5, 1.2, 1.2, 1.3, 1.3]}},
      "closed at least 0.5 s after their last send, at most 1.3 s after their last receive"),
-    ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"status": -15}}, "exit status -15"),
+    ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"status": -15}}, "was killed by SIGTERM"),
     ("bonus.oneshot", {"oneshot-concurrency/streams": {"ok": 7, "mismatched": 1, "digests_equal": False,
                                                        "first_mismatch": {"client": 3, "offset": 65536}}},
      "first wrong byte at offset 65,536"),
     ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"seconds_after_signal": 8.0}},
-     "exit status 0 8 s after SIGTERM (drain timeout 5 s)"),
+     "exited with status 0 8 s after SIGTERM (drain timeout 5 s)"),
     ("bonus.graceful_shutdown", {"sigterm-midload/exit": {"new_connection_refused": False}}, "was ACCEPTED"),
     ("bonus.graceful_shutdown", {"sigterm-steady/streams": {"eof": 1}}, "1/2 clean EOFs"),
     ("bonus.benchmark", {"benchmark": {"table_rows": 0}}, "PERFORMANCE.md: no results table"),
@@ -281,7 +282,23 @@ def test_a_failed_item_says_when_the_server_died():
     obs = observations({"faults/after_reset": {"clients": 0, "ok": 0},
                         "faults/_run": {"died_in_step": "step 16 (idle)", "exit_status": 1}})
     result = grade_item(ITEM_BY_ID["errors.peer_reset"], obs)
-    assert "the server exited with status 1 in faults, found dead after step 16 (idle)" in result.evidence
+    assert "first cause: the server exited with status 1 during faults, found dead after step 16 (idle)" \
+        in result.evidence
+    assert result.cause == "server_died"
+
+
+def test_a_crash_is_named_by_its_signal_and_its_traceback_leads_the_hint():
+    tail = ["Traceback (most recent call last):", '  File "srv.py", line 9, in close',
+            "    self.epoll.unregister(fd)", "OSError: [Errno 9] Bad file descriptor"]
+    obs = observations({"fd-exhaustion/recovered": exchange(5, ok=0),
+                        "fd-exhaustion/_run": {"died_in_step": "step 4 (close)", "exit_status": 1,
+                                               "stderr_tail": tail, "nofile": 64}})
+    result = grade_item(ITEM_BY_ID["errors.fd_exhaustion"], obs)
+    assert result.cause_line.endswith("its stderr ends: OSError: [Errno 9] Bad file descriptor")
+    assert "Bad file descriptor" in result.hint and "ran out of fds" not in result.evidence + result.hint
+    obs["fd-exhaustion"]["_run"] = {"died_in_step": "step 4 (close)", "exit_status": -6, "nofile": 64}
+    result = grade_item(ITEM_BY_ID["errors.fd_exhaustion"], obs)
+    assert "was killed by SIGABRT" in result.cause_line and "-6" not in result.evidence
 
 
 def test_combine_passes_only_when_every_program_passed():

@@ -33,3 +33,11 @@ def test_lab_grade_scores_the_reference_submission_100(capsys, tmp_path):
     assert failed == {}
     assert (data["score"], data["max_score"], status) == (100, 100, 0)
     assert "score 100/100" in out
+
+
+def test_the_edge_reference_is_stable_over_repeated_grades(tmp_path):
+    """``--repeat``: no item of the edge server (the most timing-sensitive kind) changes its
+    verdict between rounds."""
+    report = grade_program(Program.builtin("edge"), results_dir=tmp_path, repeat=3)
+    assert report.flaky_ids() == set(), {i: report.results[i].runs for i in report.flaky_ids()}
+    assert report.score == report.max_score and report.exit_status == 0

@@ -174,3 +174,15 @@ def test_a_submission_file_that_is_not_utf8_is_refused(tmp_path):
     path.write_bytes(b'name = "\xe9"\n')
     with pytest.raises(SubmissionError, match="s.toml: not UTF-8 text"):
         load_submission(path)
+
+
+def test_a_default_ready_timeout_is_for_the_programs_that_set_none(tmp_path):
+    submission = parse_submission('[edge]\ncmd = "./e {port}"\nready_timeout = "30s"\n[level]\ncmd = "./l {port}"\n',
+                                  tmp_path / "s.toml", ready_timeout=40.0)
+    assert submission.programs["edge"].ready_timeout == 30.0  # the file's own value wins
+    assert submission.programs["level"].ready_timeout == 40.0
+
+
+def test_the_reference_servers_take_a_ready_timeout():
+    assert {program.ready_timeout for program in reference(40.0).programs.values()} == {40.0}
+    assert {program.ready_timeout for program in reference().programs.values()} == {15.0}
