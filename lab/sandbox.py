@@ -14,8 +14,9 @@ natively. What the container gets, and why:
   it builds and runs; /tmp (HOME) is a tmpfs too. The host's folder is never written. The
   submission's own results folder, on the host, is the only writable mount.
 - Zig's caches (``ZIG_GLOBAL_CACHE_DIR``, ``ZIG_LOCAL_CACHE_DIR``) are on the /tmp tmpfs,
-  named rather than left to follow HOME: a cold ``zig build`` writes its standard library's
-  objects there, which count against the memory limit like any tmpfs page.
+  named rather than left to follow HOME: ``zig build`` writes its objects there (about 150 MB
+  for examples/zig), which count against the memory limit like any tmpfs page. The global one
+  starts as a copy of the image's pre-built cache (``lab.runner.build.seed_zig_cache``).
 - Limits: memory (default 1 GiB, no swap; tmpfs pages count against it too), pids, CPUs, open
   files, the size of any one file written (a server flooding its stdout fills its log on the
   host's disk only so far), and wall-clock time, after which the container is killed. An
