@@ -29,7 +29,9 @@ def test_the_zig_example_builds_and_scores_100_inside_the_image(zig_image, tmp_p
     # The sources only, as a student's folder: no zig-out or cache from a native build.
     project = tmp_path / "zig"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("zig-out", ".zig-cache"))
-    env = lab_env(zig_image, PYTHONPATH=str(REPO))
+    # WITH_ZIG=1, as a student would set it: `lab --docker` keeps LAB_IMAGE fresh with the
+    # build arguments of its environment, and without it would rebuild the image without Zig.
+    env = lab_env(zig_image, WITH_ZIG="1", PYTHONPATH=str(REPO))
     log = tmp_path / "grade.log"
     with log.open("w+") as out:
         done = subprocess.run(lab_cli("--docker", "grade", "zig/submission.toml", "--results", "results"),
