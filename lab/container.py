@@ -63,6 +63,9 @@ if TYPE_CHECKING:
     import docker
 
 IMAGE_ENV, DEFAULT_IMAGE = "LAB_IMAGE", "epoll-lab:latest"
+# The image with a Zig compiler (built WITH_ZIG=1), for a class whose submissions build with
+# zig: a tag of its own, so the plain image stays small and neither rebuilds the other.
+ZIG_IMAGE_ENV, DEFAULT_ZIG_IMAGE = "LAB_ZIG_IMAGE", "epoll-lab:zig"
 NOFILE_ENV = "LAB_NOFILE"
 # Build arguments passed through from the environment, as compose.yaml does.
 BUILD_ARG_ENVS = ("BASE_IMAGE", "WITH_ZIG")
@@ -221,7 +224,10 @@ def host_facts() -> HostFacts:
     return HostFacts(cwd=Path.cwd(), posix=posix, user=user, linux=sys.platform == "linux")
 
 
-def image_name() -> str:
+def image_name(*, zig: bool = False) -> str:
+    """The image's tag: LAB_IMAGE's, or with ``zig`` LAB_ZIG_IMAGE's (the image with Zig)."""
+    if zig:
+        return os.environ.get(ZIG_IMAGE_ENV, DEFAULT_ZIG_IMAGE)
     return os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
 
 
@@ -269,8 +275,10 @@ def build_context() -> Path | None:
     return None
 
 
-def build_args() -> dict[str, str]:
-    return {name: os.environ[name] for name in BUILD_ARG_ENVS if os.environ.get(name)}
+def build_args(*, zig: bool = False) -> dict[str, str]:
+    """The build arguments from the environment; with ``zig``, WITH_ZIG=1 whatever it says."""
+    args = {name: os.environ[name] for name in BUILD_ARG_ENVS if os.environ.get(name)}
+    return {**args, "WITH_ZIG": "1"} if zig else args
 
 
 def context_digest(root: Path, buildargs: dict[str, str]) -> str:
@@ -296,18 +304,18 @@ def context_digest(root: Path, buildargs: dict[str, str]) -> str:
 
 def build_image(
     client: docker.DockerClient, *, tag: str | None = None, log: TextIO = sys.stderr,
-    reason: str = "once",
+    reason: str = "once", zig: bool = False,
 ) -> str:
-    """Build the image from this checkout's Dockerfile, labelled with its context digest,
-    streaming the build's output to log."""
-    tag = tag or image_name()
+    """Build the image (with ``zig``: the one with Zig) from this checkout's Dockerfile,
+    labelled with its context digest, streaming the build's output to log."""
+    tag = tag or image_name(zig=zig)
     root = build_context()
     if root is None:
         raise UsageError(
             f"the image {tag} is missing and {SOURCE_ROOT} has no Dockerfile to build it from; "
             "build it from a checkout of epoll-lab with: docker compose build"
         )
-    buildargs = build_args()
+    buildargs = build_args(zig=zig)
     labels = {CONTEXT_LABEL: context_digest(root, buildargs)}
     print(f"building {tag} from {root} ({reason})", file=log, flush=True)
     for chunk in client.api.build(path=str(root), tag=tag, buildargs=buildargs, labels=labels,
@@ -320,23 +328,23 @@ def build_image(
     return tag
 
 
-def ensure_image(client: docker.DockerClient, log: TextIO = sys.stderr) -> str:
-    """The image's tag, after building it when it is missing or (in a checkout) when it was
-    built from other sources than the checkout's."""
+def ensure_image(client: docker.DockerClient, log: TextIO = sys.stderr, *, zig: bool = False) -> str:
+    """The image's tag (with ``zig``: the image with Zig), after building it when it is missing
+    or (in a checkout) when it was built from other sources than the checkout's."""
     import docker
 
-    tag = image_name()
+    tag = image_name(zig=zig)
     try:
         image = client.images.get(tag)
     except docker.errors.ImageNotFound:
-        build_image(client, tag=tag, log=log, reason="it is missing")
+        build_image(client, tag=tag, log=log, reason="it is missing", zig=zig)
         return tag
     root = build_context()
     if root is None:
         return tag
     built_from = (image.labels or {}).get(CONTEXT_LABEL)
-    if built_from != context_digest(root, build_args()):
-        build_image(client, tag=tag, log=log,
+    if built_from != context_digest(root, build_args(zig=zig)):
+        build_image(client, tag=tag, log=log, zig=zig,
                     reason="it was built from other sources than this checkout's" if built_from
                     else "it carries no digest of the sources it was built from")
     return tag

@@ -13,6 +13,10 @@ natively. What the container gets, and why:
   copied into a tmpfs at /work (into a folder of its own, since /work belongs to root), where
   it builds and runs; /tmp (HOME) is a tmpfs too. The host's folder is never written. The
   submission's own results folder, on the host, is the only writable mount.
+- Zig's caches (``ZIG_GLOBAL_CACHE_DIR``, ``ZIG_LOCAL_CACHE_DIR``) are on the /tmp tmpfs,
+  named rather than left to follow HOME: ``zig build`` writes its objects there (about 150 MB
+  for examples/zig), which count against the memory limit like any tmpfs page. The global one
+  starts as a copy of the image's pre-built cache (``lab.runner.build.seed_zig_cache``).
 - Limits: memory (default 1 GiB, no swap; tmpfs pages count against it too), pids, CPUs, open
   files, the size of any one file written (a server flooding its stdout fills its log on the
   host's disk only so far), and wall-clock time, after which the container is killed. An
@@ -50,6 +54,7 @@ RESULTS_MOUNT = PurePosixPath("/results")
 IMAGE_USER = "1000:1000"  # the image's `lab` user, for a caller who is root
 ROLE_LABEL = "org.epoll-lab.role"
 ROLE = "sandbox"
+ZIG_CACHE_ENVIRONMENT = {"ZIG_GLOBAL_CACHE_DIR": "/tmp/zig-cache/global", "ZIG_LOCAL_CACHE_DIR": "/tmp/zig-cache/local"}
 # How often a wait checks for an interrupt, and how long the engine may take to kill.
 POLL_SECONDS = 1.0
 LOG_TAIL_LINES = 200
@@ -121,7 +126,7 @@ def plan_sandbox(submission_file: Path, results_dir: Path, only: Sequence[str], 
         "ulimits": [{"Name": "fsize", "Soft": limits.file_size, "Hard": limits.file_size},
                     *([{"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile}] if limits.nofile else [])],
         "init": True,
-        "environment": {"LAB_SANDBOX": "1"},
+        "environment": {"LAB_SANDBOX": "1", **ZIG_CACHE_ENVIRONMENT},
         "labels": {ROLE_LABEL: ROLE},
     }
 

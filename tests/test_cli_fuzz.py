@@ -58,7 +58,7 @@ def nothing_starts():
         patch.setattr(runner_run, "_observe", lambda *args, **kwargs: {})
         # A class grades each submission in a container or a process of its own: neither starts.
         patch.setattr(container, "connect", Engine.connect)
-        patch.setattr(container, "ensure_image", lambda client, log=None: "epoll-lab:fuzzing")
+        patch.setattr(container, "ensure_image", lambda client, log=None, *, zig=False: "epoll-lab:fuzzing")
         patch.setattr(classroom, "native_grader", lambda *args, **kwargs: grade_nothing)
         patch.setattr(classroom, "sandboxed_grader", lambda *args, **kwargs: grade_nothing)
         for server in (level, edge, oneshot, timeout, graceful):

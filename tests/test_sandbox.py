@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -34,6 +34,11 @@ def test_the_submission_is_mounted_read_only_and_its_results_folder_is_the_only_
     }
     assert set(plan["tmpfs"]) == {"/work", "/tmp"}
     assert all("exec" in options.split(",") and "nosuid" in options for options in plan["tmpfs"].values())
+
+
+def test_zig_caches_are_on_the_tmpfs_not_the_read_only_root(plan):
+    caches = [plan["environment"][name] for name in ("ZIG_GLOBAL_CACHE_DIR", "ZIG_LOCAL_CACHE_DIR")]
+    assert all(PurePosixPath(cache).parents[-2] in map(PurePosixPath, plan["tmpfs"]) for cache in caches)
 
 
 def test_the_limits_are_applied_without_swap(plan):

@@ -40,7 +40,7 @@ def grade_class_command(args: argparse.Namespace) -> int:
     else:
         title = "class"
     jobs = args.jobs or classroom.default_jobs()
-    sandbox, grade_one = _how_to_grade(args)
+    sandbox, grade_one = _how_to_grade(args, zig=classroom.builds_with_zig(entries))
     folder = _class_folder(args.results, title)
     where = f"in sandbox containers of {sandbox['image']}" if sandbox else "natively"
     print(f"grading {len(entries)} submission(s) {where}, {jobs} at a time, into {folder}", flush=True)
@@ -68,8 +68,9 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     sys.exit(128 + signum)
 
 
-def _how_to_grade(args: argparse.Namespace):
-    """(the sandbox's description for the report, or None; the function grading one entry)."""
+def _how_to_grade(args: argparse.Namespace, *, zig: bool):
+    """(the sandbox's description for the report, or None; the function grading one entry).
+    ``zig``: a submission builds with zig, so the sandboxes use the image with Zig."""
     from lab import container
     from lab.runner import classroom
     from lab.sandbox import SandboxLimits
@@ -85,7 +86,7 @@ def _how_to_grade(args: argparse.Namespace):
             limits = SandboxLimits(memory=args.memory, pids=args.pids, cpus=args.cpus,
                                    seconds=args.time_limit, nofile=container.nofile_limit(),
                                    file_size=args.file_size)
-            image = container.ensure_image(client)
+            image = container.ensure_image(client, zig=zig)
             description = {"kind": "docker", "image": image, "limits": limits.words()}
             return description, classroom.sandboxed_grader(client, image, limits, args.only, _grade_options(args))
     else:

@@ -19,6 +19,7 @@ import concurrent.futures
 import datetime
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,7 @@ import time
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from lab.errors import UsageError
 from lab.runner.checklist import CHECKLIST, select_items
@@ -96,6 +97,22 @@ def _file_name(path: Path) -> str:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return path.stem
     return name if isinstance(name, str) and name.strip() else path.stem
+
+
+def builds_with_zig(entries: Sequence[Entry]) -> bool:
+    """Whether a submission's build step runs ``zig``: the class then needs the image with Zig.
+    (Read as plain TOML, like the names: a file that does not parse fails in its sandbox.)"""
+    for entry in entries:
+        if entry.file is None:
+            continue
+        try:
+            build = tomllib.loads(entry.file.read_text(encoding="utf-8")).get("build")
+            program = shlex.split(build)[0] if isinstance(build, str) else ""
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, IndexError):
+            continue
+        if PurePosixPath(program).name == "zig":
+            return True
+    return False
 
 
 def _check_unique(entries: list[Entry]) -> None:

@@ -164,7 +164,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sandbox = klass.add_mutually_exclusive_group()
     sandbox.add_argument("--sandbox", dest="sandbox", action="store_true", default=None,
                          help="grade in sandbox containers, or fail (default: when a Docker engine "
-                              "is reachable); with one file, grade it as a class of one")
+                              "is reachable); with one file, grade it as a class of one. The image is "
+                              "LAB_IMAGE (epoll-lab:latest), or, when a submission's build runs zig, "
+                              "LAB_ZIG_IMAGE (epoll-lab:zig, with Zig); either is built from this "
+                              "checkout when missing or stale")
     sandbox.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                          help="run the submissions natively, as you: only for code you trust")
     klass.add_argument("--memory", type=_size_of_at_least("64MiB"), default=SANDBOX_DEFAULTS.memory,

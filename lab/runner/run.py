@@ -11,7 +11,9 @@ problem: wrong command, wrong port); ``grade_submission`` instead scores that pr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,7 +151,7 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
                 rounds.append({item.id: _result(item, observations, grade.strict) for item in grade.items})
                 first = first or observations
         else:
-            rounds.append({item.id: build_failed(item, built.summary()) for item in grade.items})
+            rounds.append({item.id: build_failed(item, built.reason()) for item in grade.items})
             warnings.append(f"{built.summary()}: see {OUTPUT_FILE}")
         if built is not None:
             first["build"] = {"build": built.to_json()}
@@ -228,7 +230,15 @@ def _observe(grade: Grade, plans: dict[str, list[str]], scenarios: dict[str, Sce
 def _build(step: BuildStep, argv: list[str], run_dir: Path, progress: Progress | None) -> BuildResult:
     if progress is not None:
         progress.begin_program("build", step.command)
+    before = cgroup.read_counters()
     built = run_build(step, argv, run_dir / OUTPUT_FILE)
+    if not built.ok:
+        # In a sandbox, the OOM killer may have taken a compiler the build tool started, and the
+        # tool then fails its own way (zig build: status 1): any SIGKILL is assumed, and the
+        # cgroup's counters say whether the limits did it.
+        cause = cgroup.kill_cause(before, cgroup.read_counters(), -signal.SIGKILL)
+        if cause is not None:
+            built = dataclasses.replace(built, limits=cause)
     if progress is not None:
         note = built.summary()
         if not built.ok:

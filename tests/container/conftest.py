@@ -1,4 +1,5 @@
-"""Fixtures for the container tier: the one engine check and the one image build.
+"""Fixtures for the container tier: the one engine check and the image builds (the lab's, and
+the one with Zig).
 
 Whether the tier can run is decided once, in ``docker_engine``: when no engine answers, every
 test that needs one is skipped with the engine's own error as the reason, or fails when
@@ -43,6 +44,20 @@ def lab_image(docker_engine, tmp_path_factory):
     log = io.StringIO()
     try:
         lab_container.build_image(docker_engine, tag=tag, log=log)
+    except UsageError as error:
+        pytest.fail(f"{error}\n--- build output (end) ---\n{log.getvalue()[-4000:]}")
+    yield tag
+    remove_image(docker_engine, tag)
+
+
+@pytest.fixture(scope="session")
+def zig_image(docker_engine):
+    """The image with Zig (``WITH_ZIG=1``) under a tag unique to this run, built once for the
+    session's Zig tests (one test process's; the layer cache shares the rest); removed afterwards."""
+    tag = f"epoll-lab:test-zig-{run_id()}"
+    log = io.StringIO()
+    try:
+        lab_container.build_image(docker_engine, tag=tag, log=log, zig=True)
     except UsageError as error:
         pytest.fail(f"{error}\n--- build output (end) ---\n{log.getvalue()[-4000:]}")
     yield tag

@@ -58,11 +58,11 @@ def builds(monkeypatch, context):
     monkeypatch.setattr(lab_container, "SOURCE_ROOT", context)
     asked = []
     monkeypatch.setattr(lab_container, "build_image",
-                        lambda client, *, tag, log, reason: asked.append(reason))
+                        lambda client, *, tag, log, reason, zig: asked.append(reason))
 
-    def ensure(labels):
+    def ensure(labels, zig=False):
         client = type("Client", (), {"images": FakeImages(labels)})()
-        lab_container.ensure_image(client, log=io.StringIO())
+        lab_container.ensure_image(client, log=io.StringIO(), zig=zig)
         return asked
 
     return ensure
@@ -85,3 +85,15 @@ def test_an_image_built_from_this_checkout_is_used_as_it_is(builds, context):
 def test_a_missing_or_stale_image_is_rebuilt_saying_why(builds, labels, reason):
     (asked,) = builds(labels)
     assert reason in asked
+
+
+def test_the_image_with_zig_has_a_tag_of_its_own_and_is_fresh_only_when_built_with_zig(builds, context, monkeypatch):
+    monkeypatch.delenv("WITH_ZIG", raising=False)
+    monkeypatch.delenv(lab_container.ZIG_IMAGE_ENV, raising=False)
+    assert lab_container.image_name(zig=True) == "epoll-lab:zig" != lab_container.image_name()
+    with_zig = lab_container.context_digest(context, lab_container.build_args(zig=True))
+    assert lab_container.build_args(zig=True)["WITH_ZIG"] == "1"
+    assert builds({lab_container.CONTEXT_LABEL: with_zig}, zig=True) == []
+    # The plain image's digest is not the one with Zig: it would be rebuilt, with Zig.
+    plain = lab_container.context_digest(context, lab_container.build_args())
+    assert builds({lab_container.CONTEXT_LABEL: plain}, zig=True) != []

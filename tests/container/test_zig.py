@@ -4,13 +4,10 @@ in the container."""
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 
 import pytest
-
-from lab import container as lab_container
 
 from .helpers import (
     REPO,
@@ -18,8 +15,6 @@ from .helpers import (
     lab_env,
     load_results,
     only_run_dir,
-    remove_image,
-    run_id,
     score_of,
 )
 
@@ -30,24 +25,13 @@ EXAMPLE = REPO / "examples" / "zig"
 BUILD_AND_GRADE_TIMEOUT = 2400.0
 
 
-@pytest.fixture
-def zig_image(docker_engine, monkeypatch):
-    monkeypatch.setenv("WITH_ZIG", "1")
-    tag = f"epoll-lab:test-zig-example-{run_id()}"
-    log = io.StringIO()
-    try:
-        lab_container.build_image(docker_engine, tag=tag, log=log)
-    except Exception as error:
-        pytest.fail(f"{error}\n--- build output (end) ---\n{log.getvalue()[-4000:]}")
-    yield tag
-    remove_image(docker_engine, tag)
-
-
 def test_the_zig_example_builds_and_scores_100_inside_the_image(zig_image, tmp_path):
     # The sources only, as a student's folder: no zig-out or cache from a native build.
     project = tmp_path / "zig"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("zig-out", ".zig-cache"))
-    env = lab_env(zig_image, PYTHONPATH=str(REPO))
+    # WITH_ZIG=1, as a student would set it: `lab --docker` keeps LAB_IMAGE fresh with the
+    # build arguments of its environment, and without it would rebuild the image without Zig.
+    env = lab_env(zig_image, WITH_ZIG="1", PYTHONPATH=str(REPO))
     log = tmp_path / "grade.log"
     with log.open("w+") as out:
         done = subprocess.run(lab_cli("--docker", "grade", "zig/submission.toml", "--results", "results"),

@@ -66,6 +66,25 @@ def test_a_build_that_does_not_finish_is_stopped(tmp_path):
     assert "did not finish within its timeout" in result.summary()
 
 
+@pytest.mark.parametrize(("output", "error"), [
+    ("install\n└─ compile exe level\nsrc/level.zig:9:5: error: use of undeclared identifier 'x'\n"
+     "error: the following command failed with 1 compilation errors:\n", "src/level.zig:9:5: error: use of undeclared identifier 'x'"),
+    ("make: *** [all] Killed\n\n", "make: *** [all] Killed"),
+    ("", ""),
+], ids=["zig", "no-error-line", "silent"])
+def test_a_failed_build_is_explained_by_its_first_error_line(output, error):
+    result = BuildResult("zig build", 1, 2.0, output)
+    assert result.first_error() == error
+    assert result.reason() == "the build `zig build` failed with exit status 1 after 2.0 s" + (f": {error}" if error else "")
+
+
+def test_a_build_the_sandbox_limits_killed_says_so():
+    result = BuildResult("zig build", 1, 9.0, "error: the following command terminated unexpectedly:\n",
+                         limits="killed: out of memory (limit 1 GiB)")
+    assert result.reason() == ("the build `zig build` failed with exit status 1 after 9.0 s (killed: out of memory "
+                               "(limit 1 GiB)): error: the following command terminated unexpectedly:")
+
+
 def test_summary_of_a_build_that_worked():
     assert BuildResult("zig build", 0, 41.94, "").summary() == "the build `zig build` succeeded after 41.9 s"
 
@@ -87,6 +106,7 @@ def test_a_failed_build_fails_every_item_with_its_reason_and_keeps_its_output(tm
     assert report.score == 0 and len(report.results) == len(CHECKLIST)
     for result in report.results.values():
         assert "the build" in result.evidence and "failed with exit status 1" in result.evidence
+        assert "src/main.zig:3:1: error: expected expression" in result.evidence  # the compiler's words
         assert "build-output.txt" in result.hint
     assert "error: expected expression" in (report.run_dir / "build-output.txt").read_text()
     assert any("failed with exit status 1" in warning for warning in report.warnings)
@@ -115,3 +135,27 @@ def test_lab_grade_without_any_zig_is_a_usage_error_and_writes_nothing(tmp_path,
     assert status == 2
     assert "the build needs `zig`: it is not on PATH" in capsys.readouterr().err
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_the_images_pre_built_zig_cache_is_copied_once_to_the_writable_cache(tmp_path):
+    seed = tmp_path / "opt-zig-cache"
+    (seed / "o" / "abc").mkdir(parents=True)
+    (seed / "o" / "abc" / "maker").write_text("built")
+    cache = tmp_path / "tmpfs" / "zig-cache" / "global"
+    environ = {build_module.ZIG_CACHE_SEED_ENV: str(seed), "ZIG_GLOBAL_CACHE_DIR": str(cache)}
+    assert "pre-built" in build_module.seed_zig_cache(environ)
+    assert (cache / "o" / "abc" / "maker").read_text() == "built"
+    (cache / "o" / "abc" / "maker").write_text("rebuilt")  # a cache in use is never overwritten
+    assert build_module.seed_zig_cache(environ) is None
+    assert (cache / "o" / "abc" / "maker").read_text() == "rebuilt"
+
+
+@pytest.mark.parametrize("missing", [build_module.ZIG_CACHE_SEED_ENV, "ZIG_GLOBAL_CACHE_DIR", "seed folder"])
+def test_without_a_seed_or_a_cache_dir_nothing_is_copied(tmp_path, missing):
+    seed, cache = tmp_path / "seed", tmp_path / "cache"
+    if missing != "seed folder":
+        seed.mkdir()
+    environ = {build_module.ZIG_CACHE_SEED_ENV: str(seed), "ZIG_GLOBAL_CACHE_DIR": str(cache)}
+    environ.pop(missing, None)
+    assert build_module.seed_zig_cache(environ) is None
+    assert not cache.exists()

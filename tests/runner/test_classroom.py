@@ -57,6 +57,18 @@ def test_a_folder_of_student_folders_names_each_by_its_folder(tmp_path):
     assert "no submission.toml" in entries[2].problem
 
 
+@pytest.mark.parametrize(("builds", "needs_zig"), [
+    (['build = "zig build -Doptimize=ReleaseSafe"\n'], True),
+    (['build = "/usr/local/bin/zig build"\n', None], True),
+    (['build = "make"\n', ""], False),
+    (['build = "zigzag"\n', 'build = [1'], False),  # not zig; a file that does not parse
+], ids=["zig", "zig-by-path", "make", "neither"])
+def test_a_class_needs_zig_when_a_build_step_runs_it(tmp_path, builds, needs_zig):
+    for number, build in enumerate(builds):
+        student(tmp_path, f"s{number}", None if build is None else build + LEVEL)
+    assert classroom.builds_with_zig(classroom.discover([tmp_path])) is needs_zig
+
+
 def test_files_are_named_by_their_name_field_or_stem(tmp_path):
     (tmp_path / "a.toml").write_text('name = "amy"\n' + LEVEL)
     (tmp_path / "b.toml").write_text("not toml [")
