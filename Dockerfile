@@ -36,7 +36,9 @@ FROM ${BASE_IMAGE}
 # the version pinned in pyproject.toml's `zig` extra (the one examples/zig is written for), and
 # a global cache pre-built by `zig build` of `zig init`'s project (LAB_ZIG_CACHE_SEED: the
 # build runner, compiler_rt, the standard library's ZIR), which a sandbox copies to its tmpfs
-# (lab.runner.build.seed_zig_cache): half of a cold build's CPU time and memory peak.
+# (lab.runner.build.seed_zig_cache): half of a cold build's CPU time and memory peak. `zig
+# init` also caches under $HOME (/tmp) as root; that cache is removed, or it would deny zig's
+# cache to every other user ("manifest_create AccessDenied").
 ARG WITH_ZIG=
 
 # HOME=/tmp: the lab may run as any uid (the results folder's owner, the SDK's caller), and
@@ -67,7 +69,8 @@ RUN python3 -m venv /opt/lab \
         && chmod 755 /opt/lab/bin/zig \
         && mkdir /tmp/zig-seed && cd /tmp/zig-seed && zig init \
         && ZIG_GLOBAL_CACHE_DIR=$LAB_ZIG_CACHE_SEED zig build -Doptimize=ReleaseSafe \
-        && cd / && rm -rf /tmp/zig-seed && chmod -R a+rX $LAB_ZIG_CACHE_SEED; \
+        && cd / && chmod -R a+rX $LAB_ZIG_CACHE_SEED \
+        && rm -rf /tmp/zig-seed "$HOME/.cache"; \
     fi \
  && rm /tmp/requirements.txt /tmp/pyproject.toml
 

@@ -175,7 +175,8 @@ def wait_until(check, *, timeout: float, what: str, interval: float = 0.2):
 
 def echo_once(port: int, payload: bytes, *, timeout: float = 5.0) -> bytes:
     """Send payload to 127.0.0.1:port, half-close, and return everything the server sent back.
-    Before the server inside listens, docker's proxy accepts and closes: that returns b""."""
+    Before the server inside listens, docker's proxy accepts and closes (a reset, or ENOTCONN
+    at the half-close): that returns b""."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(payload)
@@ -183,7 +184,7 @@ def echo_once(port: int, payload: bytes, *, timeout: float = 5.0) -> bytes:
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
-    except (ConnectionError, TimeoutError):
+    except OSError:  # ConnectionError, TimeoutError, ENOTCONN
         return b""
     return b"".join(chunks)
 
