@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from fuzzing import PLAUSIBLE, PROFILES, check
 from lab import container
 from lab.bench import cli as bench_cli
+from lab.bench import session as bench_session
 from lab.bench import platform_info, plots
 from lab.cli import build_parser, main
 from lab.errors import UsageError
@@ -64,7 +65,7 @@ def nothing_starts():
         for server in (level, edge, oneshot, timeout, graceful):
             patch.setattr(server, "serve", lambda options: 0)
         # The bench measures nothing (no server starts, no result), then judges and reports.
-        patch.setattr(bench_cli, "run_plan", lambda plan, progress, runs: None)
+        patch.setattr(bench_session, "run_plan", lambda plan, progress, runs: None)
         patch.setattr(platform_info, "collect", lambda: platform)
         patch.setattr(plots, "available", lambda: False)
         yield

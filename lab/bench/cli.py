@@ -22,16 +22,20 @@ import sys
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from lab.bench import platform_info, plots
 from lab.bench.options import (DEFAULT_CONNECTIONS, DEFAULT_MAX_REGRESSION, DEFAULT_REPEATS_WITH_TARGETS,
                                DEFAULT_REQUESTS, DEFAULT_TIMED_WARMUP, build_gate, build_plan, fd_need)
 from lab.bench.report import (RunRecord, busy_notes, markdown, pinning_line, summarize, table, unsteady_notes,
                               write_reports)
-from lab.bench.session import Plan, run_plan
 from lab.bench.targets import TARGETS
 from lab.bench.workload import WORKLOADS, BenchFailure
 from lab.files import check_folder_writable
 from lab.host import raise_fd_limit
+
+if TYPE_CHECKING:  # the session (client processes, epoll) loads when a run starts, not for --help
+    from lab.bench.session import Plan
 
 # Exit statuses (documented in --help).
 # 3 is the CLI-wide internal error (lab.cli), so a failed gate is 4: CI tells a regression
@@ -133,6 +137,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # -- the command -----------------------------------------------------------------------------
 
 def run_bench(args: argparse.Namespace) -> int:
+    from lab.bench.session import run_plan
+
     plan, notes = build_plan(args)
     gate = build_gate(args, plan)
     check_folder_writable(Path(args.results), "--results")  # not after minutes of measuring

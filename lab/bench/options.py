@@ -12,15 +12,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from typing import TYPE_CHECKING
 
 from lab.bench.gate import Gate, load_baseline, parse_percent, parse_threshold
 from lab.bench.limits import fd_limit_needed
 from lab.bench.pinning import Pinning, default_pinning
-from lab.bench.session import Plan
 from lab.bench.targets import TARGETS, Target, command_target, parse_target_names, unavailable
 from lab.bench.workload import WORKLOADS, Workload
 from lab.errors import UsageError
 from lab.units import parse_duration, parse_size
+
+if TYPE_CHECKING:  # the session (client processes, epoll) loads when a run starts, not for --help
+    from lab.bench.session import Plan
 
 DEFAULT_CONNECTIONS = 100  # the assignment's benchmark_epoll defaults
 DEFAULT_REQUESTS = 100
@@ -59,6 +62,8 @@ def _unit(parse, text: str, what: str):
 def build_plan(args: argparse.Namespace) -> tuple[Plan, list[str]]:
     """Check every option and turn them into a plan (and notes for the report); UsageError
     names the first problem. Starts nothing."""
+    from lab.bench.session import Plan
+
     external = _external_address(args)
     notes: list[str] = []
     targets = _targets(args, external, notes)

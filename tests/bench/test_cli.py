@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from lab.bench import cli as bench_cli
+from lab.bench import session as bench_session
 from lab.bench.options import build_gate, build_plan, parse_counts
 from lab.bench.pinning import default_pinning, running_on
 from lab.cli import build_parser, main
@@ -185,7 +186,7 @@ def nothing_measured(monkeypatch):
     def measure(*args, **kwargs):
         raise AssertionError("the bench measured before it refused the command line")
 
-    monkeypatch.setattr(bench_cli, "run_plan", measure)
+    monkeypatch.setattr(bench_session, "run_plan", measure)
 
 
 @pytest.mark.parametrize(
