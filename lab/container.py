@@ -246,8 +246,11 @@ def connect() -> docker.DockerClient:
     UsageError that says how to get one."""
     try:
         import docker
-    except ImportError:
-        raise UsageError("the docker Python package is missing: pip install docker") from None
+    except ImportError as error:
+        if getattr(error, "name", None) == "docker":
+            raise UsageError("the docker Python package is missing: pip install docker") from None
+        raise UsageError(f"the docker Python package does not import here ({error}): "
+                         "pip install --upgrade docker") from None
     try:
         client = docker.from_env()
         client.ping()

@@ -21,12 +21,14 @@ COMMAND_TIMEOUT = 60.0
 PLATFORMS = ("darwin", "win32")
 
 
-def foreign_python(platform: str, *argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``python ARGV`` as on ``platform``, with no Docker engine to reach."""
+def foreign_python(platform: str, *argv: str, cwd: Path | None = None, strict: bool = False) -> subprocess.CompletedProcess:
+    """Run ``python ARGV`` as on ``platform``, with no Docker engine to reach. ``strict``: the
+    standard modules that branch on the platform are not loaded first (see sitecustomize)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(FOREIGN), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         "FOREIGN": platform,
+        "FOREIGN_STRICT": "1" if strict else "0",
         "DOCKER_HOST": "unix:///nonexistent/docker.sock",
     }
     env.pop("DOCKER_CONTEXT", None)
@@ -34,8 +36,8 @@ def foreign_python(platform: str, *argv: str, cwd: Path | None = None) -> subpro
                           timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
 
 
-def lab(platform: str, *argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return foreign_python(platform, "-m", "lab", *argv, cwd=cwd)
+def lab(platform: str, *argv: str, cwd: Path | None = None, strict: bool = False) -> subprocess.CompletedProcess:
+    return foreign_python(platform, "-m", "lab", *argv, cwd=cwd, strict=strict)
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -77,3 +79,27 @@ def test_commands_that_need_epoll_say_how_to_get_a_docker_engine(platform, argv,
     assert "Traceback" not in done.stderr
     assert f"epoll is Linux-only, so on {platform}" in done.stderr
     assert "cannot reach a Docker engine" in done.stderr and "install Docker" in done.stderr
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_strict_fake_fails_on_a_platform_module_imported_at_start_up(platform):
+    # Negative control for the test below: under the strict fake, importing multiprocessing or
+    # urllib.request as the front door's first act does fail.
+    module = "multiprocessing" if platform == "win32" else "urllib.request"
+    probe = foreign_python(platform, "-c", f"import {module}", strict=True)
+    assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--list"], ["bench", "--help"], ["grade"], ["bench"]],
+                         ids=["help", "list", "bench-help", "grade", "bench"])
+def test_the_front_door_needs_no_platform_module_at_start_up(platform, argv, tmp_path):
+    """Help and the list work, and a command that needs Docker says what is wrong, even where
+    multiprocessing (win32) or urllib.request (darwin) cannot be loaded the way this Linux Python
+    would load them: the front door does not import them before it has to."""
+    done = lab(platform, *argv, cwd=tmp_path, strict=True)
+    assert "Traceback" not in done.stderr, done.stderr
+    if argv[-1] in ("--help", "--list"):
+        assert done.returncode == 0 and done.stdout
+    else:
+        assert done.returncode == 2 and f"epoll is Linux-only, so on {platform}" in done.stderr

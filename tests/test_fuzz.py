@@ -124,7 +124,7 @@ def _scenario_is_sound_or_refused(data: dict) -> None:
             if name in ("message",) and value is not None:
                 value.format(i=1, r=2)  # what do_echo and do_send will do
         if step.action == "connect":
-            assert step.params["group"] not in groups
+            assert (step.params["group"] in groups) == step.params["join"]
             groups.add(step.params["group"])
         for name in ("group", "idle", "active"):
             assert step.params.get(name) is None or step.params[name] in groups

@@ -16,8 +16,8 @@ the one named):
 - ``blocking_sockets``: socket fds without O_NONBLOCK; a blocking send() or recv() stalls every
   client, so slow readers, bursts and memory all fail for that one reason. Program-wide.
 - ``never_accepted``: connections the kernel completed still waited in the listen backlog (a
-  listener's Recv-Q) after the scenario's last step, never accepted; not counted under an fd
-  limit or after a shutdown signal, where waiting is right.
+  listener's Recv-Q) after the scenario's last step, never accepted; not counted while the
+  server was at (or near) its fd limit or after a shutdown signal, where waiting is right.
 - ``wrong_bytes``: an echo that differs from what was sent (reordered, duplicated, corrupted).
 - ``reset``: the server reset connections (the client got ECONNRESET, not an EOF).
 
@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from lab.errors import describe_exit
+from lab.runner.checklist import EXHAUSTED_FDS_MIN
 
 SERVER_DIED, BLOCKING_SOCKETS, NEVER_ACCEPTED, WRONG_BYTES, RESET = (
     "server_died", "blocking_sockets", "never_accepted", "wrong_bytes", "reset",
@@ -169,15 +170,19 @@ def _never_accepted(scenario: str, recorded: dict) -> Diagnosis | None:
     may see connections the server is about to accept; one never accepted is still there at
     the end (closing the client does not take it out of the accept queue)."""
     run = recorded.get("_run", {})
-    if run.get("nofile") or run.get("signalled"):
-        return None  # at an fd limit, or once told to shut down, connections rightly wait
+    nofile, fds = run.get("nofile"), run.get("fds_at_end")
+    if run.get("signalled"):
+        return None  # once told to shut down, connections rightly wait
+    if nofile and (fds is None or fds >= EXHAUSTED_FDS_MIN * nofile):
+        return None  # at its fd limit a server rightly leaves them waiting
     waiting = run.get("listen_backlog")
     if not waiting:
         return None
+    room = f" (it had {fds} of its {nofile} fds open: room to accept)" if nofile else ""
     return Diagnosis(
         NEVER_ACCEPTED, scenario,
         f"{waiting:,} connection(s) still waited in the listen backlog after the last step of {scenario}, "
-        "never accepted",
+        f"never accepted{room}",
         "accept() until EAGAIN on every listener event: under EPOLLET one event can stand for many "
         "waiting connections, and the rest raise no new edge",
     )

@@ -79,6 +79,40 @@ def listen_backlog(pid: int, port: int) -> int | None:
         return None
 
 
+def fd_count(pid: int) -> int | None:
+    """How many fds ``pid`` has open; None when it is gone."""
+    try:
+        return probes.fd_count(pid)
+    except probes.ProcessGone:
+        return None
+
+
+def unseen_closes(pid: int, port: int) -> int:
+    """How many of the server's connections on ``port`` it was never told are closed (see
+    ``count_unseen_closes``); 0 when it is gone."""
+    try:
+        own_inodes = {entry.inode for entry in probes.list_fds(pid) if entry.kind == probes.SOCKET}
+        server_ends = [s for s in probes.tcp_sockets(pid, port=port) if s.inode in own_inodes]
+        established = {s.remote_port for s in server_ends if s.state == "ESTABLISHED"}
+        client_ends = probes.tcp_sockets(pid, ports=established) if established else []
+    except probes.ProcessGone:
+        return 0
+    return count_unseen_closes(server_ends, client_ends, port)
+
+
+def count_unseen_closes(server_ends: list[probes.TcpSocket], client_ends: list[probes.TcpSocket], port: int) -> int:
+    """The server's connections still ESTABLISHED at its end while the client's end is closing
+    or gone: the client's FIN never reached the server. It happens when a burst overflows the
+    accept queue: a late handshake packet (a retransmitted ACK with a valid SYN cookie) makes
+    the kernel complete a connection again after its client left. Nothing tells the server,
+    so these are not its leak. The clients run in the server's network namespace, so a missing
+    client end is a closed one. Matched by port alone: an IPv4 client of a dual-stack server
+    shows as ::ffff:127.0.0.1 at the server's end."""
+    open_clients = {s.local_port for s in client_ends if s.remote_port == port and s.state == "ESTABLISHED"}
+    return sum(s.state == "ESTABLISHED" and s.local_port == port and s.remote_port not in open_clients
+               for s in server_ends)
+
+
 def connection_queues(pid: int, server_port: int, client_ports: list[int]) -> dict:
     """Both ends of the connections from ``client_ports`` to the server's port, as the kernel
     sees them: the bytes in each end's Send-Q and Recv-Q, how many of the server's ends it has

@@ -97,6 +97,12 @@ def _until(value: object) -> str:
     return value  # type: ignore[return-value]
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _signal(value: object) -> str:
     if not isinstance(value, str) or value not in signal.Signals.__members__:
         raise ValueError(f"expected a signal name such as 'SIGTERM', got {value!r}")
@@ -109,6 +115,7 @@ FINISH_UNTIL = ("echo", "eof")  # what a finish step waits for: the whole echo, 
 TYPES = {
     "name": _name, "group": _name, "count": _count, "text": _text, "message": _message, "size": _size,
     "duration": _duration, "how": _how, "signal": _signal, "until": _until,
+    "flag": _flag,
 }  # fmt: skip
 
 
@@ -131,9 +138,10 @@ ACTIONS: dict[str, Action] = {
         {"save": "name"},
     ),
     "connect": Action(
-        "open CLIENTS connections at once as GROUP",
+        "open CLIENTS connections at once as GROUP; with JOIN, they join GROUP, made by an "
+        "earlier connect (the steps after it see one group)",
         {"group": "group", "clients": "count"},
-        {"timeout": ("duration", 10.0), **SAVE},
+        {"timeout": ("duration", 10.0), "join": ("flag", False), **SAVE},
     ),
     "echo": Action(
         "each client of GROUP sends MESSAGE (with {i} = client, {r} = round) or SIZE random "
@@ -267,7 +275,8 @@ class Scenario:
         sizes: dict[str, int] = {}
         for step in self.steps:
             if step.action == "connect":
-                sizes[step.params["group"]] = step.params["clients"]  # type: ignore[index]
+                group, joined = step.params["group"], sizes.get(step.params["group"], 0)  # type: ignore[arg-type]
+                sizes[group] = step.params["clients"] + (joined if step.params["join"] else 0)  # type: ignore[index,operator]
                 open_now += step.params["clients"]  # type: ignore[operator]
                 peak = max(peak, open_now)
             elif step.action == "close":
@@ -389,11 +398,14 @@ def _check_references(path: str, steps: tuple[Step, ...]) -> None:
             group = step.params.get(name)
             if group is None:
                 continue
-            if step.action == "connect":
+            if step.action == "connect" and step.params["join"]:
+                if group not in groups:
+                    raise ScenarioError(f"{where}: field 'join': no earlier connect step made group {group!r}")
+            elif step.action == "connect":
                 if group in groups:
                     raise ScenarioError(
                         f"{where}: field 'group': group {group!r} was already made by step {groups[group]} "
-                        "(connect); a connect makes a new group, so give it another name"
+                        "(connect); a connect makes a new group, so give it another name (or join = true to add to it)"
                     )
                 groups[group] = step.index  # type: ignore[index]
             elif group not in groups:

@@ -12,6 +12,8 @@ PYTHONPATH, before any code of the lab runs.
 Some standard modules pick their platform's C helpers by ``sys.platform`` when first imported
 (``subprocess`` and ``multiprocessing`` load ``_winapi`` on win32, ``urllib.request`` loads
 ``_scproxy`` on darwin): they are imported first, so they work as they would on that host.
+With FOREIGN_STRICT=1 they are not (as in the team's shared fake): a command that imports one
+of them at start-up then fails, which is how the front door is kept from needing them.
 """
 
 import importlib
@@ -36,8 +38,9 @@ class _UnixOnlyModules:
         return None
 
 
-for _name in PLATFORM_BRANCHING_STDLIB:
-    importlib.import_module(_name)
+if os.environ.get("FOREIGN_STRICT") != "1":
+    for _name in PLATFORM_BRANCHING_STDLIB:
+        importlib.import_module(_name)
 for _name in [name for name in dir(select) if name.startswith("EPOLL") or name == "epoll"]:
     delattr(select, _name)
 for _name in UNIX_ONLY_MODULES:

@@ -175,11 +175,12 @@ CORPUS: tuple[RealServer, ...] = (
                 why="4 streams connect at once; one left in the backlog never streams, which "
                     "says nothing about write buffering: only the accept may be blamed"),
             "errors.fd_exhaustion": expect(
-                FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED + r"|never (reached|ran out)|below the limit",
-                why="the flood's 100 connections arrive on a few edges, so it accepts a handful and "
-                    "never reaches EMFILE; afterwards each new client's edge accepts one stale "
-                    "flood connection, so new clients wait. Not exercised, or failed naming the "
-                    "accept; never 'on EMFILE stop watching the listener'"),
+                PASS, FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED + r"|never (reached|ran out)|below the limit",
+                why="how far the flood gets depends on how its 100 connections fall on edges: on "
+                    "a few, it accepts a handful and never reaches EMFILE (not exercised); on "
+                    "many, it reaches the limit, and its EMFILE path sheds until EAGAIN, so it "
+                    "serves again (PASS, as on CI). Failed only naming the accept; never 'on "
+                    "EMFILE stop watching the listener'"),
             "cleanup.fds_released": expect(
                 PASS, FAIL, NOT_EXERCISED, cause=NEVER_ACCEPTED,
                 why="the fds it opened are released; connections it never accepted sit in "

@@ -60,9 +60,19 @@ def test_a_backlog_seen_by_a_probe_only_is_no_cause():
     assert causes({"slow-reader/idle": probe(listen_backlog=2)}) == []
 
 
-@pytest.mark.parametrize("run", [{"nofile": 64}, {"signalled": True}])
+@pytest.mark.parametrize("run", [{"nofile": 64, "fds_at_end": 64}, {"nofile": 64, "fds_at_end": 50},
+                                 {"nofile": 64, "fds_at_end": None}, {"signalled": True}])
 def test_a_backlog_at_an_fd_limit_or_after_a_shutdown_signal_is_no_cause(run):
     assert causes({"fd-exhaustion/_run": {"died_in_step": None, "listen_backlog": 36, **run}}) == []
+
+
+def test_a_backlog_under_an_fd_limit_the_server_no_longer_reaches_is_never_accepted():
+    """An edge-triggered server that accepts once per edge, after the flood left: 5 fds open
+    of 64, and the new clients wait behind stale flood connections."""
+    (cause,) = diagnose(observations({"fd-exhaustion/_run": {"died_in_step": None, "listen_backlog": 54,
+                                                             "nofile": 64, "fds_at_end": 5}}))
+    assert cause.name == diagnosis.NEVER_ACCEPTED
+    assert "54 connection(s) still waited" in cause.line and "5 of its 64 fds open" in cause.line
 
 
 def test_the_first_cause_is_named_only_on_items_of_its_scenarios():

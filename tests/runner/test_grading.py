@@ -53,7 +53,8 @@ def exchange(clients: int = 1, ok: int | None = None, sent: int = 14, echoed: in
 GOOD = {
     "burst-connects": {
         "idle": probe(fds=5, sockets=1, registered=1, connections=0, clients_registered=0, clients_et=0),
-        "connect": {"wanted": 1000, "connected": 1000, "failed": 0, "first_error": None, "seconds": 0.1},
+        "while_frozen": {"wanted": 2, "connected": 2, "failed": 0, "first_error": None, "seconds": 0.01},
+        "connect": {"wanted": 998, "connected": 998, "failed": 0, "first_error": None, "seconds": 0.1},
         "echo": exchange(1000),
         "quiet": {"alive": True, "cpu": 0.0, "seconds": 1.0, "fraction": 0.0},
         "loaded": probe(),
@@ -141,6 +142,13 @@ def observations_for(item_id: str, changes: dict | None = None) -> dict:
     return observations({**base, **(changes or {})})
 
 
+def test_connections_the_server_never_heard_close_are_named_not_counted():
+    after = {"fds": 12, "registered": 8, "settled": True, "unseen_closes": 7}
+    result = grade_item(ITEM_BY_ID["cleanup.fds_released"], observations_for("cleanup.fds_released", {"burst-connects/after": after}))
+    assert result.passed, result.evidence
+    assert "not counted: 7 connection(s) whose client had closed but whose FIN never reached the server" in result.evidence
+
+
 @pytest.mark.parametrize("item_id", sorted(ITEM_BY_ID))
 def test_good_observations_pass_every_item(item_id):
     result = grade_item(ITEM_BY_ID[item_id], observations_for(item_id))
@@ -152,8 +160,10 @@ def test_good_observations_pass_every_item(item_id):
 # (item, the change a fault causes, words the evidence must contain)
 FAULTS = [
     ("level.epoll_created", {"burst-connects/loaded": {"listener_registered": False}}, "NOT registered"),
-    ("level.accepts", {"burst-connects/connect": {"connected": 990, "failed": 10, "first_error": "ETIMEDOUT"}},
-     "990/1,000 connected (ETIMEDOUT first)"),
+    ("level.accepts", {"burst-connects/connect": {"connected": 988, "failed": 10, "first_error": "ETIMEDOUT"}},
+     "990/1,000 connected (2 while the server was stopped; ETIMEDOUT first)"),
+    ("level.accepts", {"burst-connects/while_frozen": {"connected": 1, "failed": 1, "first_error": "ETIMEDOUT"}},
+     "999/1,000 connected (2 while the server was stopped; ETIMEDOUT first)"),
     ("level.echoes", {"stream-10mib/stream": {"digests_equal": False, "ok": 3}}, "SHA-256 DIFFERENT"),
     ("level.cleanup", {"burst-connects/after": {"tcp": {"LISTEN": 1, "CLOSE_WAIT": 1000}}}, "1,000 socket(s) in CLOSE_WAIT"),
     ("level.error_handling", {"faults/after_reset": {"clients": 0, "ok": 0}}, "could not even connect"),

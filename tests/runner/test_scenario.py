@@ -38,7 +38,7 @@ def test_defaults_fill_optional_fields():
         'description = "d"\n[[steps]]\naction = "connect"\ngroup = "g"\nclients = 2\n', "x.toml"
     )
     assert scenario.name == "x"
-    assert scenario.steps[0].params == {"group": "g", "clients": 2, "timeout": 10.0, "save": None}
+    assert scenario.steps[0].params == {"group": "g", "clients": 2, "timeout": 10.0, "join": False, "save": None}
 
 
 def test_max_clients_counts_groups_open_at_once():
@@ -47,6 +47,8 @@ def test_max_clients_counts_groups_open_at_once():
         for action, group, n in [("connect", "a", 3), ("connect", "b", 4), ("close", "a", 0), ("connect", "c", 2)]
     )
     assert parse_scenario(text, "x.toml").max_clients == 7
+    joined = text + '[[steps]]\naction = "connect"\ngroup = "b"\nclients = 5\njoin = true\n'
+    assert parse_scenario(joined, "x.toml").max_clients == 11
 
 
 GOOD_STEP = '[[steps]]\naction = "connect"\ngroup = "g"\nclients = 2\n'
@@ -164,6 +166,9 @@ CONNECT = 'action = "connect"\ngroup = "g"\nclients = 2'
          "broken.toml: step 2 (connect): field 'group': group 'g' was already made by step 1 (connect)"),
         (_steps(CONNECT, 'action = "connect"\ngroup = "h"\nclients = 1', 'action = "close"\ngroup = "g"', CONNECT),
          "step 4 (connect): field 'group': group 'g' was already made by step 1"),
+        (_steps(CONNECT.replace('"g"', '"h"') + "\njoin = true"),
+         "step 1 (connect): field 'join': no earlier connect step made group 'h'"),
+        (_steps(CONNECT + '\njoin = "yes"'), "step 1 (connect): field 'join': expected true or false, got 'yes'"),
         (_steps(CONNECT, 'action = "watch"\nidle = "g"\nactive = "g"\nsave = "w"'),
          "step 2 (watch): fields 'idle' and 'active' must be two different groups"),
         # A message is sent through str.format: only {i} and {r}, nothing that could fail later.
