@@ -275,9 +275,9 @@ class Scenario:
         sizes: dict[str, int] = {}
         for step in self.steps:
             if step.action == "connect":
-                group, joined = step.params["group"], sizes.get(step.params["group"], 0)  # type: ignore[arg-type]
-                sizes[group] = step.params["clients"] + (joined if step.params["join"] else 0)  # type: ignore[index,operator]
-                open_now += step.params["clients"]  # type: ignore[operator]
+                group, clients = step.params["group"], step.params["clients"]
+                sizes[group] = clients + (sizes.get(group, 0) if step.params["join"] else 0)  # type: ignore[index,operator,arg-type]
+                open_now += clients  # type: ignore[operator]
                 peak = max(peak, open_now)
             elif step.action == "close":
                 open_now -= sizes.pop(step.params["group"], 0)  # type: ignore[arg-type]
