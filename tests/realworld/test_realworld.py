@@ -360,15 +360,9 @@ KNOWN_WRONG: dict[tuple[str, str], str] = {}
 # Verdicts that agree or disagree with CORPUS depending on timing (machine load, which event
 # the server handles first). A disagreement here makes the test XFAIL, an agreement passes:
 # each entry is a flaky verdict of the grader, with the evidence.
-TIMING_DEPENDENT: dict[tuple[str, str], str] = {
-    ("py-uvloop-protocol", "errors.fd_exhaustion"):
-        "FAIL on 'after the clients left: 0/5 (or 3/5) echoed' in 5 of 6 runs: the scenario "
-        "connects again right after closing the flood, before libuv has read the flood's FINs; "
-        "still at the limit, libuv sheds the new clients (accept and close, its EMFILE trick, "
-        "which the item's own hint recommends). 6 of 6 pass with 500 ms between. 6 FAIL of 12 "
-        "runs here on main; verdict-infra's --repeat 10 shows it FLAKY (1/10) and names the "
-        "wrong cause ('close() with unread input sends a RST')",
-}
+# (py-uvloop-protocol's errors.fd_exhaustion was one, FAIL in 5 of 6 runs: the scenario came
+# back before libuv had read the flood's FINs; fd-exhaustion.toml now settles first, 9 of 9 PASS.)
+TIMING_DEPENDENT: dict[tuple[str, str], str] = {}
 
 
 # -- the quick tier: the table itself ---------------------------------------------------------
