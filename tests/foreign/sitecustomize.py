@@ -12,8 +12,10 @@ PYTHONPATH, before any code of the lab runs.
 Some standard modules pick their platform's C helpers by ``sys.platform`` when first imported
 (``subprocess`` and ``multiprocessing`` load ``_winapi`` on win32, ``urllib.request`` loads
 ``_scproxy`` on darwin): they are imported first, so they work as they would on that host.
-With FOREIGN_STRICT=1 they are not (as in the team's shared fake): a command that imports one
-of them at start-up then fails, which is how the front door is kept from needing them.
+With FOREIGN_STRICT=1 the heavy ones the front door has no use for (asyncio, multiprocessing,
+urllib.request) are not, as in the team's shared fake: a command that imports one of them at
+start-up then fails, which is how the front door is kept from needing them. (shutil and
+tempfile, which every host has and which load ``_winapi`` on win32 from Python 3.12, are.)
 """
 
 import importlib
@@ -23,8 +25,9 @@ import sys
 
 PLATFORM_BRANCHING_STDLIB = (
     "asyncio", "ctypes", "getpass", "mimetypes", "multiprocessing", "multiprocessing.connection",
-    "multiprocessing.context", "platform", "subprocess", "urllib.request", "uuid",
+    "multiprocessing.context", "platform", "shutil", "subprocess", "tempfile", "urllib.request", "uuid",
 )
+AVOIDED_AT_START_UP = ("asyncio", "multiprocessing", "urllib")  # and their submodules
 
 UNIX_ONLY_MODULES = ("resource", "fcntl", "termios", "pwd", "grp")
 
@@ -38,8 +41,9 @@ class _UnixOnlyModules:
         return None
 
 
-if os.environ.get("FOREIGN_STRICT") != "1":
-    for _name in PLATFORM_BRANCHING_STDLIB:
+_strict = os.environ.get("FOREIGN_STRICT") == "1"
+for _name in PLATFORM_BRANCHING_STDLIB:
+    if not (_strict and _name.split(".")[0] in AVOIDED_AT_START_UP):
         importlib.import_module(_name)
 for _name in [name for name in dir(select) if name.startswith("EPOLL") or name == "epoll"]:
     delattr(select, _name)
