@@ -193,10 +193,11 @@ class ServerProcess:
             match = LISTENING_LINE.search(self.stdout_text())
             if match:
                 self.port = int(match.group(2))
-                found = self._listener_owner(self.port)
+                listeners = self._listeners(self.port)
+                found = self._listener_owner(self.port, listeners)
                 self.server_pid, hosts = found or (self.process.pid, [])
                 self.host = (dial_address([match.group(1)]) or dial_address(hosts)
-                             or self._listener_address() or self.host)
+                             or dial_address([s.local_host for s in listeners]) or self.host)
                 return self.host, self.port
             if self.port is not None:
                 # One reading for both questions: a listener in it is already held by its
@@ -288,7 +289,7 @@ class ServerProcess:
         if stat is not None and not stat.dead:
             return None
         if stat is not None and stat.exit_code is not None and stat.ppid != os.getpid():
-            self._server_status = _from_wait_status(stat.exit_code)  # caught before its parent reaped it
+            self._server_status = os.waitstatus_to_exitcode(stat.exit_code)  # caught before its parent reaped it
         else:  # its parent (a wrapper) collected the status: the wrapper's exit passes it on
             try:
                 self._server_status = self.process.wait(WRAPPER_EXIT_GRACE)
@@ -317,15 +318,16 @@ class ServerProcess:
         the server's exit status. Safe to call more than once and on a process that exited."""
         if self.process is None:
             return 0
-        if self.tree_pids():
-            self._signal_group(signal.SIGTERM)
-            self._signal_group(signal.SIGCONT)  # a server frozen by a scenario must see it
+        # Each scan of the tree reads every process's stat: one scan serves the signals after it.
+        if pids := self.tree_pids():
+            self._signal_group(signal.SIGTERM, pids)
+            self._signal_group(signal.SIGCONT, pids)  # a server frozen by a scenario must see it
             deadline = time.monotonic() + timeout
-            while self.tree_pids() and time.monotonic() < deadline:
+            while (pids := self.tree_pids()) and time.monotonic() < deadline:
                 time.sleep(POLL_INTERVAL)
         for _ in range(10):  # children forked while we kill are killed next round
-            self._signal_group(signal.SIGKILL)
-            if not self.tree_pids():
+            self._signal_group(signal.SIGKILL, pids)
+            if not (pids := self.tree_pids()):
                 break
             time.sleep(POLL_INTERVAL)
         self.process.wait()
@@ -430,11 +432,6 @@ class ServerProcess:
         self.host = host
         return True
 
-    def _listener_address(self) -> str | None:
-        """Where to connect to reach a LISTEN socket on our port, from /proc (None if there is
-        none in this network namespace)."""
-        return dial_address([s.local_host for s in self._listeners(self.port)])
-
     def _foreign_listener(self) -> str:
         """Why a fixed port may never become ours: another program listens there."""
         if self.port is None or not self._listeners(self.port):
@@ -442,9 +439,10 @@ class ServerProcess:
         return (f"; port {self.port} is already in use (EADDRINUSE): another program, not this "
                 f"command, listens on it; stop it or grade with another --port")
 
-    def _signal_group(self, signum: int) -> None:
-        """Signal the whole tree, and the process group for members we may have missed."""
-        for pid in self.tree_pids():
+    def _signal_group(self, signum: int, pids: list[int] | None = None) -> None:
+        """Signal the whole tree (``pids`` if just scanned), and the process group for members
+        we may have missed."""
+        for pid in self.tree_pids() if pids is None else pids:
             _kill(pid, signum)
         try:
             os.killpg(self.process.pid, signum)  # the session's group, members we missed
@@ -463,7 +461,7 @@ class ServerProcess:
             except (probes.ProcessGone, ChildProcessError):
                 continue
             if reaped and pid == self.server_pid:
-                self._server_status = _from_wait_status(status)
+                self._server_status = os.waitstatus_to_exitcode(status)
 
     # -- what it said ------------------------------------------------------------------
     @property
@@ -483,11 +481,6 @@ class ServerProcess:
     def _stderr_tail(self, lines: int = 5) -> str:
         tail = self.stderr_text().strip().splitlines()[-lines:]
         return "; stderr ends: " + " | ".join(tail) if tail else ""
-
-
-def _from_wait_status(status: int) -> int:
-    """A raw wait status as subprocess reports it: the exit code, or -N when killed by N."""
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -233,7 +233,7 @@ class LoadClient:
         it has done ``batches`` or the clock passed ``stop_at``; returns the batches done."""
         # The hot path: bound names in locals, one list lookup per event, one comparison.
         table, read, write, clock = self.table, os.read, os.write, time.perf_counter
-        poll, record = self.epoll.poll, latencies.append
+        poll, record, epollin = self.epoll.poll, latencies.append, select.EPOLLIN
         want = len(self.conns[0].pair[0]) + 1 if self.conns else 1
         active = len(self.conns)
         for conn in self.conns:
@@ -252,7 +252,7 @@ class LoadClient:
                 last_progress = now
                 for fd, mask in events:
                     conn = table[fd]
-                    if mask != select.EPOLLIN and not self._other_event(conn, mask):
+                    if mask != epollin and not self._other_event(conn, mask):
                         continue
                     data = read(fd, want)
                     if conn.got:
@@ -285,6 +285,7 @@ class LoadClient:
         latency counts from when its request was due, so a slow reply that delays the next
         request is charged to that one too (no coordinated omission)."""
         table, read, clock, poll, record = self.table, os.read, time.perf_counter, self.epoll.poll, latencies.append
+        epollin = select.EPOLLIN
         want = len(self.conns[0].pair[0]) + 1 if self.conns else 1
         waiting = [(schedule.due(conn.index, 0), conn.fd) for conn in self.conns]
         heapq.heapify(waiting)
@@ -314,7 +315,7 @@ class LoadClient:
                 last_progress = now
                 for fd, mask in events:
                     conn = table[fd]
-                    if mask != select.EPOLLIN and not self._other_event(conn, mask):
+                    if mask != epollin and not self._other_event(conn, mask):
                         continue
                     data = read(fd, want)
                     if conn.got:

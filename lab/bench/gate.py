@@ -72,7 +72,7 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     Metric("server_user_us_per_req", "µs", False, US_UNITS, _server("user_us_per_op"), 2),
     Metric("server_sys_us_per_req", "µs", False, US_UNITS, _server("system_us_per_op"), 2),
     Metric("server_us_per_op", "µs", False, US_UNITS, _server_any("us_per_op"), 2),
-    Metric("server_cpu", "cores", False, PLAIN, lambda r: (r.get("server_cpu") or {}).get("utilisation"), 2),
+    Metric("server_cpu", "cores", False, PLAIN, _server_any("utilisation"), 2),
 )}
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 EXPRESSION_HELP = "write [TARGET:]METRIC<VALUE or >, <=, >=, e.g. 'p99<5ms' or 'edge:req_per_s>50000'"
@@ -151,8 +151,8 @@ def judge_threshold(threshold: Threshold, results: list[dict]) -> Verdict:
     """One summary line (✓ or ✗) for the threshold over every result it applies to, and a
     line per result that fails it."""
     metric = threshold.metric
-    measured = [(r, metric.value(r)) for r in results
-                if threshold.target in (None, r["target"]) and metric.value(r) is not None]
+    measured = [(r, value) for r in results
+                if threshold.target in (None, r["target"]) and (value := metric.value(r)) is not None]
     if not measured:
         whose = f"target {threshold.target}" if threshold.target else "any result"
         return Verdict(False, (f"✗ {threshold.text}: {whose} has no {metric.name} in this run: nothing "
@@ -172,12 +172,8 @@ def _same(result: dict, other: dict) -> bool:
     return all(result.get(key) == other.get(key) for key in SAME_RUN)
 
 
-def _spread_key(name: str) -> str:
-    return "server_us_per_op_spread" if name == "server_us_per_op" else f"{name}_spread"
-
-
 def _spread(result: dict, name: str) -> str:
-    figures = result.get(_spread_key(name))
+    figures = result.get(f"{name}_spread")
     return f"±{figures['relative'] * 100:.0f} %" if figures else "±?"
 
 
@@ -244,9 +240,9 @@ def _check_baseline_figures(result: dict, where: str) -> None:
             raise UsageError(f"{where}: {name} is not where a bench.json keeps it") from None
         if value is not None and not _finite_number(value):
             raise UsageError(f"{where}: {name} must be a finite number, got {value!r}")
-        spread = result.get(_spread_key(name))
+        spread = result.get(f"{name}_spread")
         if spread and not (isinstance(spread, dict) and _finite_number(spread.get("relative"))):
-            raise UsageError(f"{where}: {_spread_key(name)} must be an object with a number 'relative', "
+            raise UsageError(f"{where}: {name}_spread must be an object with a number 'relative', "
                              f"got {spread!r}")
 
 

@@ -97,7 +97,7 @@ def _connections_on(port: int) -> set[int]:
 
 def _socket_inodes(pid: int) -> set[int]:
     try:
-        return {entry.inode for entry in probes.fds_of_kind(pid, probes.SOCKET)}
+        return probes.socket_inodes(pid)
     except probes.ProcessGone:
         return set()
 

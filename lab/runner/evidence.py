@@ -91,7 +91,7 @@ def unseen_closes(pid: int, port: int) -> int:
     """How many of the server's connections on ``port`` it was never told are closed (see
     ``count_unseen_closes``); 0 when it is gone."""
     try:
-        own_inodes = {entry.inode for entry in probes.list_fds(pid) if entry.kind == probes.SOCKET}
+        own_inodes = probes.socket_inodes(pid)
         server_ends = [s for s in probes.tcp_sockets(pid, port=port) if s.inode in own_inodes]
         established = {s.remote_port for s in server_ends if s.state == "ESTABLISHED"}
         client_ends = probes.tcp_sockets(pid, ports=established) if established else []
@@ -124,7 +124,7 @@ def connection_queues(pid: int, server_port: int, client_ports: list[int]) -> di
     rows = probes.tcp_sockets(pid, ports=[server_port, *client_ports])
     server_ends = [s for s in rows if s.local_port == server_port and s.remote_port in wanted]
     client_ends = [s for s in rows if s.local_port in wanted and s.remote_port == server_port]
-    own_inodes = {entry.inode for entry in probes.list_fds(pid) if entry.kind == probes.SOCKET}
+    own_inodes = probes.socket_inodes(pid)
     accepted = {s.inode for s in server_ends if s.inode and s.inode in own_inodes}
     registered = [target for targets in probes.epoll_registrations(pid).values() for target in targets
                   if target.inode in accepted]

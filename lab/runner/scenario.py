@@ -18,7 +18,7 @@ from __future__ import annotations
 import signal
 import string
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -85,16 +85,13 @@ def _duration(value: object) -> float:
     return parse_duration(value)  # type: ignore[arg-type]
 
 
-def _how(value: object) -> str:
-    if value not in CLOSE_HOWS:
-        raise ValueError(f"expected one of {', '.join(CLOSE_HOWS)}, got {value!r}")
-    return value  # type: ignore[return-value]
+def _one_of(choices: tuple[str, ...]) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value  # type: ignore[return-value]
 
-
-def _until(value: object) -> str:
-    if value not in FINISH_UNTIL:
-        raise ValueError(f"expected one of {', '.join(FINISH_UNTIL)}, got {value!r}")
-    return value  # type: ignore[return-value]
+    return check
 
 
 def _flag(value: object) -> bool:
@@ -114,7 +111,7 @@ FINISH_UNTIL = ("echo", "eof")  # what a finish step waits for: the whole echo, 
 
 TYPES = {
     "name": _name, "group": _name, "count": _count, "text": _text, "message": _message, "size": _size,
-    "duration": _duration, "how": _how, "signal": _signal, "until": _until,
+    "duration": _duration, "how": _one_of(CLOSE_HOWS), "signal": _signal, "until": _one_of(FINISH_UNTIL),
     "flag": _flag,
 }  # fmt: skip
 
