@@ -116,7 +116,6 @@ class CpuTimes:
         return CpuTimes(self.user - earlier.user, self.system - earlier.system)
 
 
-STATE_INDEX = 0  # field 3 of stat: R running, S sleeping, T stopped, t traced, Z zombie, ...
 UTIME_INDEX = 11  # field 14 of stat, counted from field 3 (the first one after "comm)")
 STIME_INDEX = 12
 
@@ -131,15 +130,6 @@ def parse_stat(text: str, clock_ticks: int) -> CpuTimes:
         user=int(fields[UTIME_INDEX]) / clock_ticks,
         system=int(fields[STIME_INDEX]) / clock_ticks,
     )
-
-
-def stat_state(text: str) -> str:
-    """The one-letter state of a /proc/PID/stat line (``T`` for stopped by SIGSTOP)."""
-    _, paren, rest = text.rpartition(")")
-    fields = rest.split()
-    if not paren or not fields:
-        raise ValueError(f"not a stat line: {text[:60]!r}")
-    return fields[STATE_INDEX]
 
 
 def parse_status(text: str) -> dict[str, str]:
@@ -324,7 +314,8 @@ def thread_states(pid: int) -> list[str]:
             text = _read(pid, f"task/{tid}/stat")
         except ProcessGone:
             continue  # that thread exited meanwhile
-        states.append(_parse_with(stat_state, text, f"/proc/{pid}/task/{tid}/stat"))
+        stat = _parse_with(lambda t: parse_proc_stat(int(tid), t), text, f"/proc/{pid}/task/{tid}/stat")
+        states.append(stat.state)
     return states
 
 

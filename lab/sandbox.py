@@ -60,13 +60,24 @@ POLL_SECONDS = 1.0
 LOG_TAIL_LINES = 200
 
 
+CORES_PER_GRADE = 2
+
+
+def default_jobs(cores: int | None = None) -> int:
+    """Grades at once: one per two usable cores, at least one (see lab.runner.classroom's
+    docstring). Here, not there, so that ``lab --help`` need not load the class grader."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // CORES_PER_GRADE)
+
+
 @dataclass(slots=True, frozen=True)
 class SandboxLimits:
     """The limits of one submission's container; shown in the class report."""
 
     memory: int = 1 * GiB  # bytes, swap included (none is granted)
     pids: int = 512  # processes and threads: the runner's, the servers', the build's
-    cpus: float = 2.0  # a grade's peak load is about two cores (see classroom.default_jobs)
+    cpus: float = 2.0  # a grade's peak load is about two cores (see default_jobs)
     seconds: float = 900.0  # wall-clock, the whole grade including the build
     nofile: int | None = None  # open files (LAB_NOFILE); None: the engine's own limit, which the
     # runner raises its soft limit to (some engines refuse any more than theirs)

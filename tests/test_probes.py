@@ -97,8 +97,8 @@ def test_parse_stat_counts_fields_after_a_comm_with_spaces_and_parens():
     assert probes.parse_stat(tricky, clock_ticks=100) == probes.CpuTimes(2.5, 0.75)
 
 
-def test_stat_state_is_the_letter_after_a_comm_with_parens():
-    assert probes.stat_state(STAT.replace("(python3) R", "(a) (T) S")) == "S"
+def test_the_state_is_the_letter_after_a_comm_with_parens():
+    assert probes.parse_proc_stat(4266, STAT.replace("(python3) R", "(a) (T) S")).state == "S"
 
 
 @pytest.mark.parametrize("text", ["", "4266 (python3) R 1 2", "no parens at all " * 5])

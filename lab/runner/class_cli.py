@@ -19,6 +19,7 @@ from lab.runner.report import run_dir_name
 
 def grade_class_command(args: argparse.Namespace) -> int:
     from lab.runner import classroom
+    from lab.sandbox import default_jobs
 
     if args.merge is not None:
         if args.submission:
@@ -39,7 +40,7 @@ def grade_class_command(args: argparse.Namespace) -> int:
         title = only_path.stem if only_path.is_file() else only_path.name
     else:
         title = "class"
-    jobs = args.jobs or classroom.default_jobs()
+    jobs = args.jobs or default_jobs()
     sandbox, grade_one = _how_to_grade(args, zig=classroom.builds_with_zig(entries))
     folder = _class_folder(args.results, title)
     where = f"in sandbox containers of {sandbox['image']}" if sandbox else "natively"

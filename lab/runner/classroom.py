@@ -10,7 +10,7 @@ those folders alone, which is also what ``lab grade --merge`` does with folders 
 How many at once: a grade keeps about two cores busy at its peak (1,000 clients bursting at
 the server, the runner reading /proc), and several items judge CPU time and latency. Grades
 that compete for cores would measure each other, so the default is one grade per two usable
-cores (``default_jobs``): one on a 2-core machine.
+cores (``sandbox.default_jobs``): one on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from lab.runner.grading import ItemResult, Outcome
 from lab.runner.report import RunDirectory, RunReport, results_json, safe_name, scorecard_markdown
 
 SUBMISSION_FILE = "submission.toml"
-CORES_PER_GRADE = 2
 SANDBOX_FILE = "sandbox.json"  # beside results.json: how the sandbox ended, its limits
 LOG_FILE = "grade.log"
 NATIVE_KILL_GRACE = 5.0
@@ -52,13 +51,6 @@ class Entry:
     name: str
     file: Path | None
     problem: str | None = None  # why it cannot be graded at all
-
-
-def default_jobs(cores: int | None = None) -> int:
-    """One grade per two usable cores, at least one (see the module's docstring)."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // CORES_PER_GRADE)
 
 
 def discover(paths: Sequence[Path]) -> list[Entry]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from lab.errors import UsageError
 from lab.host import host_path
 from lab.runner.checklist import CHECKLIST, KINDS
-from lab.sandbox import SandboxLimits
+from lab.sandbox import SandboxLimits, default_jobs
 from lab.units import parse_duration, parse_size
 
 SANDBOX_DEFAULTS = SandboxLimits()
@@ -70,12 +70,6 @@ def _cpus(text: str) -> float:
     if not cpus > 0:
         raise argparse.ArgumentTypeError(f"a number of cores > 0 such as 2 or 1.5, got {text!r}")
     return cpus
-
-
-def _default_jobs() -> int:
-    from lab.runner.classroom import default_jobs
-
-    return default_jobs()
 
 
 def _port(text: str) -> int:
@@ -159,7 +153,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     klass = grade.add_argument_group("grading a class")
     klass.add_argument("--jobs", type=_whole, metavar="N",
                        help="grade N submissions at once (default: one per two usable cores, "
-                            f"here {_default_jobs()}: a grade keeps about two cores busy, and "
+                            f"here {default_jobs()}: a grade keeps about two cores busy, and "
                             "grades that compete for cores skew each other's CPU and timing evidence)")
     sandbox = klass.add_mutually_exclusive_group()
     sandbox.add_argument("--sandbox", dest="sandbox", action="store_true", default=None,

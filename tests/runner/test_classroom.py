@@ -15,6 +15,7 @@ import pytest
 from lab.cli import main
 from lab.errors import UsageError
 from lab.runner import classroom
+from lab.sandbox import default_jobs
 
 LEVEL = '[level]\ncmd = "python3 -m lab serve level --port {port}"\n'
 
@@ -43,7 +44,7 @@ def run_folder(root: Path, name: str, *, started: str, passed: bool, sandbox: di
 
 @pytest.mark.parametrize(("cores", "jobs"), [(1, 1), (2, 1), (3, 1), (4, 2), (64, 32)])
 def test_default_jobs_is_one_grade_per_two_cores(cores, jobs):
-    assert classroom.default_jobs(cores) == jobs
+    assert default_jobs(cores) == jobs
 
 
 def test_a_folder_of_student_folders_names_each_by_its_folder(tmp_path):
