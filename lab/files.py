@@ -64,9 +64,10 @@ def _partial_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all, creating the folders it needs."""
+def write_atomically(path: Path, text: str, *, encoding: str = "utf-8", newline: str | None = None) -> None:
+    """Write ``text`` to ``path`` whole or not at all, creating the folders it needs
+    (``encoding`` and ``newline`` as ``open`` takes them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = _partial_name(path)
-    partial.write_text(text, encoding="utf-8")
+    partial.write_text(text, encoding=encoding, newline=newline)
     os.replace(partial, path)

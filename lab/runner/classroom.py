@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from lab.errors import UsageError
+from lab.files import write_atomically
 from lab.runner.checklist import CHECKLIST, select_items
 from lab.runner.class_report import SubmissionRecord, class_csv, class_data, class_html, class_json, class_markdown
 from lab.runner.grading import ItemResult, Outcome
@@ -365,13 +366,9 @@ def write_class_report(records: Sequence[SubmissionRecord], folder: Path, *, tit
     """class.json, class.csv, class.md and class.html in folder; returns the data."""
     generated = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     data = class_data(records, title=title, generated=generated, sandbox=sandbox)
-    folder.mkdir(parents=True, exist_ok=True)
     for name, text, encoding in (("class.json", class_json(data), "utf-8"),
                                  ("class.csv", class_csv(data), "utf-8-sig"),
                                  ("class.md", class_markdown(data), "utf-8"),
                                  ("class.html", class_html(data), "utf-8")):
-        partial = folder / f".{name}.partial"
-        with partial.open("w", encoding=encoding, newline="") as out:
-            out.write(text)
-        os.replace(partial, folder / name)
+        write_atomically(folder / name, text, encoding=encoding, newline="")  # the CSV keeps its CRLFs
     return data
