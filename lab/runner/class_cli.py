@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import signal
 import sys
 from pathlib import Path
 
@@ -47,26 +46,17 @@ def grade_class_command(args: argparse.Namespace) -> int:
     print(f"grading {len(entries)} submission(s) {where}, {jobs} at a time, into {folder}", flush=True)
     grade = classroom.ClassGrade(entries, tuple(args.only), folder, jobs, grade_one, sandbox,
                                  log=lambda line: print(line, flush=True))
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         records = grade.run()
-    except (KeyboardInterrupt, SystemExit):
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM raised as lab.cli.Terminated
         if grade.records:
             classroom.write_class_report(grade.records, folder, title=title, sandbox=sandbox)
             print(f"interrupted: {folder / 'class.html'} holds the {len(grade.records)} of {len(entries)} "
                   "submissions graded so far", flush=True)
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     data = classroom.write_class_report(records, folder, title=title, sandbox=sandbox)
     _summary(data, folder)
     return 0 if all(s["status"] == "graded" for s in data["submissions"]) else 1
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # SystemExit unwinds through ClassGrade.run, which stops the running grades and removes
-    # their containers; the default action would leave them running.
-    sys.exit(128 + signum)
 
 
 def _how_to_grade(args: argparse.Namespace, *, zig: bool):
