@@ -26,6 +26,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from lab.bench.pinning import Pinning
 from lab.bench.stats import STEADY_SPREAD, Spread, latency_summary_ms, median_interval, median_or_none, per_unit, \
     spread, unsteady
 from lab.bench.targets import Snapshot
@@ -373,8 +374,8 @@ def pinning_line(results: list[dict]) -> str:
     first = results[0].get("pinning") if results else None
     if first is None or len(pinnings) > 1:
         return "none: the server and the client may run on the same CPUs (--no-pin, or one CPU)"
-    server, client = (",".join(str(cpu) for cpu in first[side]) for side in ("server", "client"))
-    return f"server on CPU {server}, client on CPU {client} (each run's affinity read back from the kernel)"
+    pinning = Pinning(tuple(first["server"]), tuple(first["client"]))
+    return f"{pinning.describe()} (each run's affinity read back from the kernel)"
 
 
 def unsteady_notes(results: list[dict]) -> list[str]:

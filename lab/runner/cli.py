@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from lab.arguments import argument_type, positive_int
 from lab.errors import UsageError
 from lab.host import host_path
 from lab.runner.checklist import CHECKLIST, KINDS
@@ -24,11 +25,7 @@ from lab.units import parse_duration, parse_size
 SANDBOX_DEFAULTS = SandboxLimits()
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+_duration = argument_type(parse_duration)
 
 
 def _ready_timeout(text: str) -> float:
@@ -44,18 +41,9 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
-def _whole(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 def _size_of_at_least(minimum: str):
     def size(text: str) -> int:
-        try:
-            value = parse_size(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
+        value = argument_type(parse_size)(text)
         if value < parse_size(minimum):
             raise argparse.ArgumentTypeError(f"at least {minimum}, got {text!r}")
         return value
@@ -151,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "to start listening (default 15s); a program whose section in the submission "
                             "file sets ready_timeout keeps its own")
     klass = grade.add_argument_group("grading a class")
-    klass.add_argument("--jobs", type=_whole, metavar="N",
+    klass.add_argument("--jobs", type=positive_int, metavar="N",
                        help="grade N submissions at once (default: one per two usable cores, "
                             f"here {default_jobs()}: a grade keeps about two cores busy, and "
                             "grades that compete for cores skew each other's CPU and timing evidence)")
@@ -167,7 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     klass.add_argument("--memory", type=_size_of_at_least("64MiB"), default=SANDBOX_DEFAULTS.memory,
                        metavar="SIZE",
                        help="sandbox memory limit, swap and tmpfs included (default 1GiB)")
-    klass.add_argument("--pids", type=_whole, default=SANDBOX_DEFAULTS.pids, metavar="N",
+    klass.add_argument("--pids", type=positive_int, default=SANDBOX_DEFAULTS.pids, metavar="N",
                        help=f"sandbox limit on processes and threads (default {SANDBOX_DEFAULTS.pids})")
     klass.add_argument("--cpus", type=_cpus, default=SANDBOX_DEFAULTS.cpus, metavar="N",
                        help=f"sandbox CPU limit, in cores (default {SANDBOX_DEFAULTS.cpus:g})")

@@ -5,21 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lab.arguments import argument_type, positive_int
 from lab.errors import UsageError
 from lab.servers import KINDS
 from lab.servers.common import ServerOptions
 from lab.units import parse_duration, parse_size
-
-
-def _argument_type(parse):
-    def convert(text: str):
-        try:
-            return parse(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    convert.__name__ = parse.__name__.removeprefix("parse_")
-    return convert
 
 
 def _host(text: str) -> str:
@@ -55,15 +45,9 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _positive_int(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = ServerOptions()
-    size, duration = _argument_type(parse_size), _argument_type(parse_duration)
+    size, duration = argument_type(parse_size), argument_type(parse_duration)
     parser = subparsers.add_parser(
         "serve",
         help="run a reference echo server",
@@ -83,9 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="per-connection output cap; reading pauses when reached (default 1MiB)")
     parser.add_argument("--stats-file", metavar="FILE", type=_file,
                         help="write the counters here (on exit and SIGUSR1) instead of stderr")
-    parser.add_argument("--backlog", metavar="N", type=_positive_int, default=defaults.backlog,
+    parser.add_argument("--backlog", metavar="N", type=positive_int, default=defaults.backlog,
                         help="listen() backlog (default %(default)s)")
-    parser.add_argument("--threads", metavar="N", type=_positive_int, default=defaults.threads,
+    parser.add_argument("--threads", metavar="N", type=positive_int, default=defaults.threads,
                         help="oneshot: worker threads (default %(default)s)")
     parser.add_argument("--tick", metavar="DURATION", type=_more_than_zero(duration), default=defaults.tick,
                         help="timeout: timerfd period (default 1s)")
