@@ -140,7 +140,8 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
     started_wall, started = time.time(), time.monotonic()
     limits_before = cgroup.read_counters()
     with RunDirectory(output.results_dir, grade.name) as run_dir:
-        built = _build(grade.build, build_argv, run_dir.path, progress) if grade.build is not None else None
+        built = (_build(grade.build, build_argv, run_dir.path, progress, limits_before)
+                 if grade.build is not None else None)
         rounds, first = [], {}
         if built is None or built.ok:
             for round_number in range(1, grade.repeat + 1):
@@ -155,9 +156,10 @@ def _grade(grade: Grade, scenario_paths: Sequence[str | Path], output: Output) -
             warnings.append(f"{built.summary()}: see {OUTPUT_FILE}")
         if built is not None:
             first["build"] = {"build": built.to_json()}
-        # In a sandbox, a fork refused by its pids limit shows in no exit status: say so.
+        # In a sandbox, a fork refused by its pids limit shows in no exit status: say so (a
+        # failed build, after which nothing else ran, has said it in its own summary).
         refused = cgroup.kill_cause(limits_before, cgroup.read_counters(), None)
-        if refused:
+        if refused and (built is None or built.ok):
             warnings.append(refused)
         report = RunReport(
             name=grade.name,
@@ -227,10 +229,11 @@ def _observe(grade: Grade, plans: dict[str, list[str]], scenarios: dict[str, Sce
     return observations
 
 
-def _build(step: BuildStep, argv: list[str], run_dir: Path, progress: Progress | None) -> BuildResult:
+def _build(step: BuildStep, argv: list[str], run_dir: Path, progress: Progress | None,
+           before: cgroup.CgroupCounters) -> BuildResult:
+    """Run the build; ``before``: the cgroup's counters read just before."""
     if progress is not None:
         progress.begin_program("build", step.command)
-    before = cgroup.read_counters()
     built = run_build(step, argv, run_dir / OUTPUT_FILE)
     if not built.ok:
         # In a sandbox, the OOM killer may have taken a compiler the build tool started, and the
