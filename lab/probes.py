@@ -52,7 +52,8 @@ PROC = "/proc"
 
 
 class ProcessGone(ProcessLookupError):
-    """The process vanished (exited and was reaped) while we were reading it."""
+    """The process vanished (exited and was reaped) while we were reading it, or it is a
+    zombie: exited, its fds and memory released, waiting for its parent to reap it."""
 
     def __init__(self, pid: int, path: str) -> None:
         super().__init__(errno.ESRCH, f"process {pid} is gone (while reading {path})")
@@ -217,11 +218,14 @@ def thread_count(pid: int) -> int:
 # - /proc/PID/stat fields after the last ")": state (R, S, D, Z = zombie, X = dead), ppid,
 #   pgrp, session; field 52 (exit_code, Linux 3.5+) is a zombie's wait status.
 # - A zombie still has a /proc entry but no fds, memory or threads: it is dead, not idle.
+#   Before it is a zombie, an exiting process releases its memory and fds with its state
+#   still R or D; field 9 (flags) has PF_EXITING from the start of that teardown.
 # - An orphan is re-parented to the nearest "child subreaper" ancestor (prctl
 #   PR_SET_CHILD_SUBREAPER), else to init: with the grader as subreaper, a daemon's double
 #   fork leaves the daemon as the grader's own child.
 
-PPID_INDEX, PGRP_INDEX, SESSION_INDEX = 1, 2, 3  # fields 4, 5, 6 counted from field 3
+PPID_INDEX, PGRP_INDEX, SESSION_INDEX, FLAGS_INDEX = 1, 2, 3, 6  # fields 4, 5, 6, 9 counted from field 3
+PF_EXITING = 0x4  # include/linux/sched.h
 EXIT_CODE_INDEX = 49  # field 52
 
 
@@ -235,11 +239,17 @@ class ProcStat:
     pgrp: int
     session: int
     exit_code: int | None = None  # a zombie's raw wait status (0 for a live process)
+    flags: int = 0
 
     @property
     def dead(self) -> bool:
         """A zombie (exited, not yet reaped) or a task being torn down (X)."""
         return self.state in ("Z", "X")
+
+    @property
+    def exiting(self) -> bool:
+        """Dead, or on its way: its fds and memory may already be gone, its status not yet set."""
+        return self.dead or bool(self.flags & PF_EXITING)
 
 
 def parse_proc_stat(pid: int, text: str) -> ProcStat:
@@ -249,8 +259,9 @@ def parse_proc_stat(pid: int, text: str) -> ProcStat:
     if not paren or len(fields) <= SESSION_INDEX:
         raise ValueError(f"not a stat line: {text[:60]!r}")
     exit_code = int(fields[EXIT_CODE_INDEX]) if len(fields) > EXIT_CODE_INDEX else None
+    flags = int(fields[FLAGS_INDEX]) if len(fields) > FLAGS_INDEX else 0
     return ProcStat(pid, fields[0], int(fields[PPID_INDEX]), int(fields[PGRP_INDEX]),
-                    int(fields[SESSION_INDEX]), exit_code)
+                    int(fields[SESSION_INDEX]), exit_code, flags)
 
 
 def proc_stat(pid: int) -> ProcStat:
@@ -362,7 +373,7 @@ def list_fds(pid: int) -> list[FdEntry]:
             entries.append(classify_fd(fd, os.readlink(f"{path}/{fd}")))
         except FileNotFoundError:
             continue  # closed between listdir and readlink: not open any more
-    if not entries and not os.path.exists(f"{PROC}/{pid}"):
+    if not entries and _exited(pid):
         raise ProcessGone(pid, path)
     return entries
 
@@ -371,9 +382,22 @@ def fd_count(pid: int) -> int:
     """Number of open fds of ``pid``."""
     path = f"{PROC}/{pid}/fd"
     try:
-        return len(os.listdir(path))
+        count = len(os.listdir(path))
     except (FileNotFoundError, ProcessLookupError):
         raise ProcessGone(pid, path) from None
+    if count == 0 and _exited(pid):
+        raise ProcessGone(pid, path)
+    return count
+
+
+def _exited(pid: int) -> bool:
+    """Whether ``pid`` is reaped, a zombie or exiting: then its fd folder lists nothing, which must
+    not read as "a live process with no fds" (a server that crashed mid-scenario would then
+    look like one that accepted nothing)."""
+    try:
+        return proc_stat(pid).exiting
+    except ProcessGone:
+        return True
 
 
 def fds_of_kind(pid: int, kind: str) -> list[FdEntry]:

@@ -114,7 +114,15 @@ def test_parse_proc_stat_reads_the_tree_fields_and_a_zombies_status():
     assert (stat.ppid, stat.pgrp, stat.session) == tuple(int(f) for f in fields[1:4])
     zombie_fields = ["Z", *fields[1:49], str(6 << 8 | 0)]  # exit_code: "exited with status 6"
     zombie = probes.parse_proc_stat(7, "7 (srv) " + " ".join(zombie_fields))
-    assert zombie.dead and os.WEXITSTATUS(zombie.exit_code) == 6
+    assert zombie.dead and zombie.exiting and os.WEXITSTATUS(zombie.exit_code) == 6
+
+
+def test_a_process_in_exit_teardown_is_exiting_before_it_is_dead():
+    fields = STAT.rpartition(")")[2].split()
+    assert not probes.parse_proc_stat(4266, STAT).exiting  # flags 0x400000: PF_RANDOMIZE only
+    fields[6] = str(int(fields[6]) | probes.PF_EXITING)
+    exiting = probes.parse_proc_stat(4266, "4266 (python3) " + " ".join(fields))
+    assert exiting.exiting and not exiting.dead and exiting.state == "R"
 
 
 def test_descendants_follow_parent_links_from_the_roots_only():
@@ -470,6 +478,43 @@ def reaped_pid():
 def test_a_vanished_process_is_a_clear_process_lookup_error(reaped_pid, reader):
     with pytest.raises(ProcessLookupError, match=f"process {reaped_pid} is gone"):
         reader(reaped_pid)
+
+
+def _wait_for(condition, what: str, seconds: float = 10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what} after {seconds:g} s"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def zombie_pid():
+    """The pid of a child that has exited and is not reaped yet."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        _wait_for(lambda: probes.proc_stat(child.pid).dead, "the child to exit")
+        yield child.pid
+    finally:
+        child.wait()
+
+
+@pytest.mark.parametrize("reader", [probes.list_fds, probes.fd_count, probes.socket_inodes,
+                                    probes.epoll_registrations])
+def test_a_zombie_has_no_fds_to_read_not_an_empty_table(zombie_pid, reader):
+    # A crashed server found as a zombie must read as dead, not as "accepted nothing".
+    with pytest.raises(probes.ProcessGone, match=f"process {zombie_pid} is gone"):
+        reader(zombie_pid)
+
+
+def test_a_live_process_with_every_fd_closed_has_none():
+    # The negative control: no fds at all is a possible live state, not a death.
+    child = subprocess.Popen([sys.executable, "-c", "import os, time; os.closerange(0, 65536); time.sleep(60)"])
+    try:
+        _wait_for(lambda: probes.fd_count(child.pid) == 0, "the child to close its fds")
+        assert probes.list_fds(child.pid) == [] and probes.socket_inodes(child.pid) == set()
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_closed_fd_of_a_live_process_is_fd_gone():

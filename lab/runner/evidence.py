@@ -16,10 +16,10 @@ from lab import probes
 
 def snapshot(pid: int, port: int, tree: list[int] | None = None) -> dict:
     """What the kernel says about ``pid`` serving ``port`` right now; ``{"alive": False}``
-    when the process is gone or a zombie. ``tree``: the processes of the server's tree (a
+    when the process is gone, a zombie or exiting. ``tree``: the processes of the server's tree (a
     wrapper, prefork workers), whose CPU and RSS are summed into ``cpu`` and ``rss``."""
     try:
-        if probes.proc_stat(pid).dead:
+        if probes.proc_stat(pid).exiting:
             return {"alive": False}
         return _snapshot(pid, port, tree or [pid])
     except probes.ProcessGone:
