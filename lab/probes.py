@@ -731,7 +731,8 @@ def tcp_sockets(pid: int | str = "self", *, port: int | None = None, ports: Iter
             with open(path, encoding="ascii") as f:
                 text = f.read()
         except (FileNotFoundError, ProcessLookupError):
-            if os.path.exists(f"{PROC}/{pid}"):
+            # A zombie has no network namespace left: no table at all, not an empty one.
+            if table == "net/tcp6" and not _exited(pid):
                 continue  # a kernel without IPv6 has no tcp6 table
             raise ProcessGone(pid, path) from None
         sockets += _parse_with(lambda t: parse_proc_net_tcp(t, port, ports), text, path)

@@ -499,7 +499,7 @@ def zombie_pid():
 
 
 @pytest.mark.parametrize("reader", [probes.list_fds, probes.fd_count, probes.socket_inodes,
-                                    probes.epoll_registrations])
+                                    probes.epoll_registrations, probes.tcp_sockets])
 def test_a_zombie_has_no_fds_to_read_not_an_empty_table(zombie_pid, reader):
     # A crashed server found as a zombie must read as dead, not as "accepted nothing".
     with pytest.raises(probes.ProcessGone, match=f"process {zombie_pid} is gone"):

@@ -238,7 +238,6 @@ def do_stream(context: Context, step: Step) -> dict:
     summary["rate"] = step.params["rate"]
     if signum is not None:
         summary["signalled"] = context.signalled_at is not None
-        summary["eof"] = summary["eofs"]
         # The clients kept sending up to the EOF; one more send after it shows whether the
         # server still reads (it shut down its side) or closed with input unread (a RST).
         summary["reset_after_eof"] = len(reset_after_eof(clients, RESET_WAIT))
@@ -289,9 +288,7 @@ def do_finish(context: Context, step: Step) -> dict:
     started = time.monotonic()
     goal = EOF if step.params["until"] == "eof" else CAUGHT_UP
     ended_by = pump(clients, _deadline(step), goal)
-    summary = _exchange_summary(clients, started, ended_by)
-    summary["eof"] = summary["eofs"]
-    return summary
+    return _exchange_summary(clients, started, ended_by)
 
 
 def do_shutdown(context: Context, step: Step) -> dict:
@@ -409,7 +406,6 @@ def do_close(context: Context, step: Step) -> dict:
         ended_by = pump(clients, deadline, CAUGHT_UP)
         pump(clients, min(deadline, time.monotonic() + HALF_CLOSE_EOF_WAIT), EOF)
         summary = _exchange_summary(clients, started, ended_by)
-        summary["eof"] = summary["eofs"]
         summary["unechoed"] = sum(len(c.expect) for c in clients)
     else:
         summary = {"closed": len(clients), "how": how}

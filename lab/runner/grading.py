@@ -311,7 +311,7 @@ def judge_epollout_control(obs: dict) -> Verdict:
 
 def _ending(summary: dict, wait: str) -> str:
     """How a connection ended, as the client saw it: a clean EOF, a reset, or nothing."""
-    if summary.get("eof"):
+    if summary.get("eofs"):
         return ", then EOF"
     if summary.get("resets"):
         return f", then a reset ({', '.join(summary['errors'])})"
@@ -323,7 +323,7 @@ def judge_abrupt_clients(obs: dict) -> Verdict:
     half, binary, after = faults["half_close"], faults["binary"], faults["after_abrupt"]
     # The echo alone is not enough: a server that never reads the FIN that came with the data
     # never closes, and the half-closed client waits for an EOF that never comes (a leak).
-    half_ok = half["clients"] == 1 and half["unechoed"] == 0 and not half["mismatched"] and bool(half.get("eof"))
+    half_ok = half["clients"] == 1 and half["unechoed"] == 0 and not half["mismatched"] and bool(half.get("eofs"))
     binary_ok = binary["ok"] == binary["clients"] == 1
     after_ok = after["ok"] == after["clients"] == 1
     parts = [
@@ -470,8 +470,8 @@ def judge_graceful(obs: dict) -> Verdict:
     read = signalled.get("read_before_signal")
     held = signalled.get("server_held") or filled.get("server_held", 0)
     filled_ok = (read is not None and drained["echoed"] >= read and not drained["mismatched"]
-                 and drained["eof"] == drained["clients"] and not drained["resets"])
-    steady_ok = (streams["signalled"] and not streams["mismatched"] and streams["eof"] == streams["clients"]
+                 and drained["eofs"] == drained["clients"] and not drained["resets"])
+    steady_ok = (streams["signalled"] and not streams["mismatched"] and streams["eofs"] == streams["clients"]
                  and not streams["resets"] and streams["echoed"] >= (streams["read_before_signal"] or 0))
     parts = [f"{loaded['signalfds_sigterm']} signalfd(s) for SIGTERM, {loaded['signalfds_in_epoll']} in the epoll set"]
     if read is None:
@@ -480,10 +480,10 @@ def judge_graceful(obs: dict) -> Verdict:
         parts.append(
             f"SIGTERM after it read {_n(read)} bytes and held {held / MiB:.1f} MiB of echo itself: "
             f"{_n(drained['echoed'])} of them echoed" + (", some WRONG" if drained["mismatched"] else "")
-            + _ending(drained, "the deadline") + f" on {drained['eof']}/{drained['clients']}")
+            + _ending(drained, "the deadline") + f" on {drained['eofs']}/{drained['clients']}")
     parts.append(
         f"SIGTERM mid-stream (clients sending {(streams.get('rate') or 0) / MiB:g} MiB/s each): "
-        f"{_n(streams['echoed'])} bytes echoed, {streams['eof']}/{streams['clients']} clean EOFs"
+        f"{_n(streams['echoed'])} bytes echoed, {streams['eofs']}/{streams['clients']} clean EOFs"
         + (f", {streams['resets']} reset ({streams['reset_after_eof']} when sending after the EOF)"
            if streams["resets"] else "")
         + ("" if streams["signalled"] else ", the streams ended before SIGTERM could be sent"))

@@ -33,7 +33,7 @@ def test_good_observations_have_no_cause():
     ({"burst-then-wait/burst": exchange(1, ok=0, sent=65536, mismatched=1, echoed_intact=1200,
                                         first_mismatch={"client": 0, "offset": 1200})},
      diagnosis.WRONG_BYTES, "at offset 1,200; 1,200 bytes were right"),
-    ({"faults/half_close": exchange(1, ok=0, eof=0, resets=1, echoed_intact=0, unechoed=28)},
+    ({"faults/half_close": exchange(1, ok=0, eofs=0, resets=1, echoed_intact=0, unechoed=28)},
      diagnosis.RESET, "got ECONNRESET, not an EOF"),
 ])
 def test_each_cause_is_found_with_its_line(changes, name, words):
