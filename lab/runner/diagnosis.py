@@ -38,6 +38,8 @@ from lab.runner.checklist import EXHAUSTED_FDS_MIN
 SERVER_DIED, BLOCKING_SOCKETS, NEVER_ACCEPTED, WRONG_BYTES, RESET = (
     "server_died", "blocking_sockets", "never_accepted", "wrong_bytes", "reset",
 )  # fmt: skip
+ACCEPT_UNTIL_EAGAIN = ("under EPOLLET, call accept() until EAGAIN: connections that arrive together "
+                       "raise one edge, and the rest wait in the backlog")
 EVERY_SCENARIO = "*"  # a cause of the program, not of one scenario
 FD_EXHAUSTION_WORDS = ("Too many open files", "EMFILE", "ENFILE")
 # A server asked to exit gracefully that was killed by the very signal: it never handled it.
@@ -183,8 +185,7 @@ def _never_accepted(scenario: str, recorded: dict) -> Diagnosis | None:
         NEVER_ACCEPTED, scenario,
         f"{waiting:,} connection(s) still waited in the listen backlog after the last step of {scenario}, "
         f"never accepted{room}",
-        "accept() until EAGAIN on every listener event: under EPOLLET one event can stand for many "
-        "waiting connections, and the rest raise no new edge",
+        ACCEPT_UNTIL_EAGAIN,
     )
 
 

@@ -216,10 +216,6 @@ def judge_epollet(obs: dict) -> Verdict:
     return registered > 0 and loaded["clients_et"] == registered, measured
 
 
-ACCEPT_UNTIL_EAGAIN = ("under EPOLLET, call accept() until EAGAIN: connections that arrive together "
-                       "raise one edge, and the rest wait in the backlog")
-
-
 def judge_drains(obs: dict) -> Verdict:
     scenario = obs["burst-then-wait"]
     queued, frozen, burst, pair = scenario["queued"], scenario["frozen"], scenario["burst"], scenario["pair"]
@@ -233,7 +229,7 @@ def judge_drains(obs: dict) -> Verdict:
                          "the kernel took too little while the server was frozen; rerun on a less loaded machine")
     if burst["ok"] != 1 and frozen.get("accepted") == 0 and burst["echoed"] == 0:
         return Judgement(Outcome.FAIL, f"{waiting}, none echoed: the client was never accepted",
-                         ACCEPT_UNTIL_EAGAIN)
+                         diagnosis.ACCEPT_UNTIL_EAGAIN)
     if burst["ok"] != 1:
         words = (f"{waiting}, {_n(burst['echoed'])} echoed after it woke, then nothing for "
                  f"{round(burst['seconds'], 1):g} s")
@@ -247,7 +243,7 @@ def judge_drains(obs: dict) -> Verdict:
     if pair["ok"] < pair["clients"]:
         # One served, one not, on the same edge: accept() was called once per wakeup.
         return Judgement(Outcome.FAIL, f"{measured}; {accepted}: the other was never accepted",
-                         ACCEPT_UNTIL_EAGAIN)
+                         diagnosis.ACCEPT_UNTIL_EAGAIN)
     return True, f"{measured}; {accepted}"
 
 
