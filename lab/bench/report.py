@@ -136,18 +136,24 @@ def _cpu_figures(cpu_runs: list[tuple[dict, float, float]]) -> dict | None:
     """Median CPU figures over (cpu, elapsed, ops) triples."""
     if not cpu_runs:
         return None
-    def scaled(key: str, factor: float, by_ops: bool) -> float | None:
-        return median_or_none([per_unit(cpu[key] * factor, ops if by_ops else elapsed)
-                               for cpu, elapsed, ops in cpu_runs if cpu[key] is not None])
+    def per_second(key: str) -> float | None:
+        return median_or_none([per_unit(cpu[key], elapsed) for cpu, elapsed, _ in cpu_runs if cpu[key] is not None])
 
     return {
-        "utilisation": scaled("total_s", 1.0, False),
-        "user_per_s": scaled("user_s", 1.0, False),
-        "system_per_s": scaled("system_s", 1.0, False),
-        "us_per_op": scaled("total_s", 1e6, True),
-        "user_us_per_op": scaled("user_s", 1e6, True),
-        "system_us_per_op": scaled("system_s", 1e6, True),
+        "utilisation": per_second("total_s"),
+        "user_per_s": per_second("user_s"),
+        "system_per_s": per_second("system_s"),
+        "us_per_op": median_or_none(_us_per_op(cpu_runs, "total_s")),
+        "user_us_per_op": median_or_none(_us_per_op(cpu_runs, "user_s")),
+        "system_us_per_op": median_or_none(_us_per_op(cpu_runs, "system_s")),
     }
+
+
+def _us_per_op(cpu_runs: list[tuple[dict, float, float]], key: str) -> list[float]:
+    """Each run's CPU ``key`` in µs per operation, over (cpu, elapsed, ops) triples; runs that
+    did not measure it or did nothing are left out."""
+    values = (per_unit(cpu[key] * 1e6, ops) for cpu, _, ops in cpu_runs if cpu[key] is not None)
+    return [value for value in values if value is not None]
 
 
 def _counter_figures(runs: list[RunRecord]) -> dict | None:
@@ -206,9 +212,9 @@ def summarize(runs: list[RunRecord], platform: dict) -> list[dict]:
         first = timed[0]
         rate_values = [run.per_second for run in timed]
         rates = spread(rate_values)
-        server = _cpu_figures([(run.server_cpu, run.elapsed_s, run.ops) for run in timed if run.server_cpu])
-        server_per_op = [run.server_cpu["total_s"] * 1e6 / run.ops for run in timed
-                         if run.server_cpu and run.server_cpu["total_s"] is not None and run.ops]
+        server_runs = [(run.server_cpu, run.elapsed_s, run.ops) for run in timed if run.server_cpu]
+        server = _cpu_figures(server_runs)
+        server_per_op = _us_per_op(server_runs, "total_s")
         client = _cpu_figures([(run.client_cpu, run.elapsed_s, run.ops) for run in timed])
         latencies = [run.latency_ms for run in timed if run.latency_ms]
         latency = None
