@@ -52,8 +52,8 @@ PROC = "/proc"
 
 
 class ProcessGone(ProcessLookupError):
-    """The process vanished (exited and was reaped) while we were reading it, or it is a
-    zombie: exited, its fds and memory released, waiting for its parent to reap it."""
+    """The process vanished (exited and was reaped) while we were reading it, or it is
+    exiting or a zombie: its fds and memory released, its parent yet to reap it."""
 
     def __init__(self, pid: int, path: str) -> None:
         super().__init__(errno.ESRCH, f"process {pid} is gone (while reading {path})")
