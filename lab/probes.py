@@ -220,11 +220,16 @@ def thread_count(pid: int) -> int:
 # - A zombie still has a /proc entry but no fds, memory or threads: it is dead, not idle.
 #   Before it is a zombie, an exiting process releases its memory and fds with its state
 #   still R or D; field 9 (flags) has PF_EXITING from the start of that teardown.
+# - A main thread that exits alone (pthread_exit) while other threads serve shows as a zombie
+#   too, with field 20 (num_threads) above 1, and its /proc/PID lists no fds, no memory and no
+#   net/ tables. /proc/TID of a live thread (not listed in /proc, but there) shows the whole
+#   process, as /proc/PID did: read the process through it (``live_task``).
 # - An orphan is re-parented to the nearest "child subreaper" ancestor (prctl
 #   PR_SET_CHILD_SUBREAPER), else to init: with the grader as subreaper, a daemon's double
 #   fork leaves the daemon as the grader's own child.
 
 PPID_INDEX, PGRP_INDEX, SESSION_INDEX, FLAGS_INDEX = 1, 2, 3, 6  # fields 4, 5, 6, 9 counted from field 3
+THREADS_INDEX = 17  # field 20
 PF_EXITING = 0x4  # include/linux/sched.h
 EXIT_CODE_INDEX = 49  # field 52
 
@@ -240,16 +245,18 @@ class ProcStat:
     session: int
     exit_code: int | None = None  # a zombie's raw wait status (0 for a live process)
     flags: int = 0
+    threads: int = 1
 
     @property
     def dead(self) -> bool:
-        """A zombie (exited, not yet reaped) or a task being torn down (X)."""
-        return self.state in ("Z", "X")
+        """The process is over: a zombie (exited, not yet reaped) or torn down (X). Not a main
+        thread that exited alone while other threads still run."""
+        return self.state in ("Z", "X") and self.threads <= 1
 
     @property
     def exiting(self) -> bool:
-        """Dead, or on its way: its fds and memory may already be gone, its status not yet set."""
-        return self.dead or bool(self.flags & PF_EXITING)
+        """This task is over or on its way: its view of fds and memory may already be gone."""
+        return self.state in ("Z", "X") or bool(self.flags & PF_EXITING)
 
 
 def parse_proc_stat(pid: int, text: str) -> ProcStat:
@@ -260,8 +267,9 @@ def parse_proc_stat(pid: int, text: str) -> ProcStat:
         raise ValueError(f"not a stat line: {text[:60]!r}")
     exit_code = int(fields[EXIT_CODE_INDEX]) if len(fields) > EXIT_CODE_INDEX else None
     flags = int(fields[FLAGS_INDEX]) if len(fields) > FLAGS_INDEX else 0
+    threads = int(fields[THREADS_INDEX]) if len(fields) > THREADS_INDEX else 1
     return ProcStat(pid, fields[0], int(fields[PPID_INDEX]), int(fields[PGRP_INDEX]),
-                    int(fields[SESSION_INDEX]), exit_code, flags)
+                    int(fields[SESSION_INDEX]), exit_code, flags, threads)
 
 
 def proc_stat(pid: int) -> ProcStat:
@@ -391,13 +399,36 @@ def fd_count(pid: int) -> int:
 
 
 def _exited(pid: int) -> bool:
-    """Whether ``pid`` is reaped, a zombie or exiting: then its fd folder lists nothing, which must
+    """Whether ``pid`` cannot be read through its own /proc entry any more (reaped, a zombie,
+    exiting, or a main thread that exited alone): then its fd folder lists nothing, which must
     not read as "a live process with no fds" (a server that crashed mid-scenario would then
     look like one that accepted nothing)."""
     try:
         return proc_stat(pid).exiting
     except ProcessGone:
         return True
+
+
+def live_task(pid: int) -> int:
+    """The task to read ``pid``'s process through: ``pid`` itself while its main thread runs;
+    once the main thread has exited alone (pthread_exit) while others still serve, one of
+    those. ProcessGone when the whole process is over or on its way out."""
+    stat = proc_stat(pid)
+    if not stat.exiting:
+        return pid
+    path = f"{PROC}/{pid}/task"
+    if stat.threads > 1:
+        try:
+            tids = [int(name) for name in os.listdir(path) if int(name) != pid]
+        except (FileNotFoundError, ProcessLookupError):
+            tids = []
+        for tid in tids:
+            try:
+                if not proc_stat(tid).exiting:
+                    return tid
+            except ProcessGone:
+                continue  # that thread exited meanwhile
+    raise ProcessGone(pid, path)
 
 
 def fds_of_kind(pid: int, kind: str) -> list[FdEntry]:

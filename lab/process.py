@@ -403,10 +403,11 @@ class ServerProcess:
         holders, watching = [], []
         for pid in self.tree_pids():
             try:
-                held = probes.socket_inodes(pid) & listeners.keys()
+                view = probes.live_task(pid)  # a main thread may have left the others to serve
+                held = probes.socket_inodes(view) & listeners.keys()
                 if held:
                     holders.append((pid, held))
-                    registrations = probes.epoll_registrations(pid).values()
+                    registrations = probes.epoll_registrations(view).values()
                     if any(target.inode in held for targets in registrations for target in targets):
                         watching.append((pid, held))
             except (probes.ProcessGone, probes.ProbeFormatError):

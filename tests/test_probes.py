@@ -115,6 +115,9 @@ def test_parse_proc_stat_reads_the_tree_fields_and_a_zombies_status():
     zombie_fields = ["Z", *fields[1:49], str(6 << 8 | 0)]  # exit_code: "exited with status 6"
     zombie = probes.parse_proc_stat(7, "7 (srv) " + " ".join(zombie_fields))
     assert zombie.dead and zombie.exiting and os.WEXITSTATUS(zombie.exit_code) == 6
+    zombie_fields[17] = "3"  # num_threads: its main thread exited alone, two others run on
+    main_thread_gone = probes.parse_proc_stat(7, "7 (srv) " + " ".join(zombie_fields))
+    assert main_thread_gone.exiting and not main_thread_gone.dead
 
 
 def test_a_process_in_exit_teardown_is_exiting_before_it_is_dead():
@@ -499,7 +502,7 @@ def zombie_pid():
 
 
 @pytest.mark.parametrize("reader", [probes.list_fds, probes.fd_count, probes.socket_inodes,
-                                    probes.epoll_registrations, probes.tcp_sockets])
+                                    probes.epoll_registrations, probes.tcp_sockets, probes.live_task])
 def test_a_zombie_has_no_fds_to_read_not_an_empty_table(zombie_pid, reader):
     # A crashed server found as a zombie must read as dead, not as "accepted nothing".
     with pytest.raises(probes.ProcessGone, match=f"process {zombie_pid} is gone"):
@@ -515,6 +518,35 @@ def test_a_live_process_with_every_fd_closed_has_none():
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.fixture
+def main_thread_gone():
+    """The pid of a process whose main thread exited alone (pthread_exit) while another sleeps."""
+    code = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); "
+            "ctypes.CDLL(None).pthread_exit(None)")
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        _wait_for(lambda: probes.proc_stat(child.pid).state == "Z", "the main thread to exit")
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_process_whose_main_thread_exited_alone_is_read_through_a_live_thread(main_thread_gone):
+    pid = main_thread_gone
+    stat = probes.proc_stat(pid)
+    assert (stat.state, stat.threads, stat.dead) == ("Z", 2, False)
+    with pytest.raises(probes.ProcessGone):
+        probes.list_fds(pid)  # /proc/PID shows nothing of the process any more
+    view = probes.live_task(pid)
+    assert view != pid and len(probes.list_fds(view)) >= 3  # stdin, stdout, stderr
+    assert probes.rss_bytes(view) > 0
+
+
+def test_live_task_is_the_process_itself_while_its_main_thread_runs():
+    assert probes.live_task(ME) == ME
 
 
 def test_a_closed_fd_of_a_live_process_is_fd_gone():

@@ -290,6 +290,29 @@ def test_a_zombie_server_is_dead_and_its_signal_is_named(tmp_path):
         assert server.process.poll() is None  # the parent lives on; only the server died
 
 
+# The server ends its main thread with pthread_exit() while another thread lives on (a C
+# idiom): /proc/PID shows a zombie with no fds and no memory, but the process serves on.
+MAIN_THREAD_EXITS = """
+    import ctypes, socket, threading, time
+    listener = socket.create_server(("127.0.0.1", 0))
+    print("listening on 127.0.0.1:%d" % listener.getsockname()[1], flush=True)
+    threading.Thread(target=time.sleep, args=(60,)).start()
+    ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_a_server_whose_main_thread_exited_alone_runs_and_is_read_through_another(tmp_path):
+    with ServerProcess(python(MAIN_THREAD_EXITS), log_dir=tmp_path) as server:
+        pid = server.pid
+        assert _within(5, lambda: probes.proc_stat(pid).state == "Z")
+        assert server.running() and server.tree_pids() == [pid]
+        snapshot = evidence.snapshot(pid, server.port)
+        assert snapshot["alive"] and snapshot["sockets"] == 1 and snapshot["rss"] > 0, snapshot
+        assert snapshot["tcp"] == {"LISTEN": 1}
+        assert evidence.fd_count(pid) >= 4  # stdin, stdout, stderr and the listener
+    assert _gone(pid), "stop() left it running"
+
+
 def test_a_stream_past_its_cap_keeps_the_first_and_last_mib(tmp_path):
     """A program that floods stderr leaves 2 MiB and a line saying how much was cut."""
     flood = """

@@ -199,7 +199,7 @@ class RunningTarget:
         return Snapshot(probes.cpu_times(self.server.pid), runtime_seconds(self.server.pid), counters)
 
     def rss_bytes(self) -> int:
-        return probes.rss_bytes(self.server.pid)
+        return probes.rss_bytes(probes.live_task(self.server.pid))
 
     def check_alive(self) -> None:
         status = self.server.wait(0)

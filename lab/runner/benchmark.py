@@ -97,7 +97,7 @@ def _connections_on(port: int) -> set[int]:
 
 def _socket_inodes(pid: int) -> set[int]:
     try:
-        return probes.socket_inodes(pid)
+        return probes.socket_inodes(probes.live_task(pid))
     except probes.ProcessGone:
         return set()
 

@@ -16,12 +16,12 @@ from lab import probes
 
 def snapshot(pid: int, port: int, tree: list[int] | None = None) -> dict:
     """What the kernel says about ``pid`` serving ``port`` right now; ``{"alive": False}``
-    when the process is gone, a zombie or exiting. ``tree``: the processes of the server's tree (a
+    when the process is gone, a zombie or exiting (a main thread that exited alone while
+    others serve is read through one of those: ``probes.live_task``). ``tree``: the processes of the server's tree (a
     wrapper, prefork workers), whose CPU and RSS are summed into ``cpu`` and ``rss``."""
     try:
-        if probes.proc_stat(pid).exiting:
-            return {"alive": False}
-        return _snapshot(pid, port, tree or [pid])
+        view = probes.live_task(pid)
+        return _snapshot(view, port, [view if member == pid else member for member in tree or [pid]])
     except probes.ProcessGone:
         return {"alive": False}
 
@@ -82,7 +82,7 @@ def listen_backlog(pid: int, port: int) -> int | None:
 def fd_count(pid: int) -> int | None:
     """How many fds ``pid`` has open; None when it is gone."""
     try:
-        return probes.fd_count(pid)
+        return probes.fd_count(probes.live_task(pid))
     except probes.ProcessGone:
         return None
 
@@ -91,6 +91,7 @@ def unseen_closes(pid: int, port: int) -> int:
     """How many of the server's connections on ``port`` it was never told are closed (see
     ``count_unseen_closes``); 0 when it is gone."""
     try:
+        pid = probes.live_task(pid)
         own_inodes = probes.socket_inodes(pid)
         server_ends = [s for s in probes.tcp_sockets(pid, port=port) if s.inode in own_inodes]
         established = {s.remote_port for s in server_ends if s.state == "ESTABLISHED"}
@@ -120,6 +121,7 @@ def connection_queues(pid: int, server_port: int, client_ports: list[int]) -> di
     for them. What the kernel holds is not in the server's RSS; the rest of what the clients
     sent and did not get back is (or was dropped)."""
     wanted = set(client_ports)
+    pid = probes.live_task(pid)
     # One read of the table for both ends: on a machine with many sockets it is the cost.
     rows = probes.tcp_sockets(pid, ports=[server_port, *client_ports])
     server_ends = [s for s in rows if s.local_port == server_port and s.remote_port in wanted]

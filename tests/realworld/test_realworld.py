@@ -111,6 +111,9 @@ NO_BACKPRESSURE = expect(
 
 CORPUS: tuple[RealServer, ...] = (
     RealServer("c-et-careful", "edge", "et_echo.c"),
+    # The careful server again, its loop in a thread and main() ended with pthread_exit(): a
+    # live process whose /proc/PID shows a zombie with no fds. Every item must still PASS.
+    RealServer("c-et-main-thread-exits", "edge", "et_echo.c", defines=("LOOP_IN_THREAD",)),
     RealServer(
         "c-et-as-level", "level", "et_echo.c",
         only=("level.epoll_created", "level.accepts", "level.echoes"),

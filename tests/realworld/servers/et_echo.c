@@ -24,6 +24,9 @@
  *                         the whole loop waits in it
  *   CLOSE_ON_RDHUP        closes as soon as EPOLLRDHUP is reported, before reading: data that
  *                         came with the FIN is never read, so a half-closed client loses its echo
+ *   LOOP_IN_THREAD        the event loop runs in a thread and main() ends with pthread_exit(),
+ *                         a C idiom: the process lives on, but its main thread is a zombie, and
+ *                         /proc/PID shows no fds, memory or sockets (only /proc/TID does)
  *
  * Usage: et_echo PORT
  */
@@ -31,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,6 +206,8 @@ static void on_listener(void)
     }
 }
 
+static void *serve(void *unused);
+
 int main(int argc, char *argv[])
 {
     if (argc != 2) { fprintf(stderr, "usage: %s PORT\n", argv[0]); return 2; }
@@ -223,7 +229,18 @@ int main(int argc, char *argv[])
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev) == -1) die("epoll_ctl listener");
     printf("listening on 0.0.0.0:%s\n", argv[1]);
     fflush(stdout);
+#ifdef LOOP_IN_THREAD
+    pthread_t loop;
+    if (pthread_create(&loop, NULL, serve, NULL) != 0) die("pthread_create");
+    pthread_exit(NULL);
+#else
+    serve(NULL);
+#endif
+}
 
+static void *serve(void *unused)
+{
+    (void)unused;
     struct epoll_event events[MAX_EVENTS];
     for (;;) {
         int n = epoll_wait(epfd, events, MAX_EVENTS, -1);
@@ -236,4 +253,5 @@ int main(int argc, char *argv[])
             else on_client(events[i].data.ptr, events[i].events);
         }
     }
+    return NULL; /* never reached: the signature is pthread_create's */
 }
