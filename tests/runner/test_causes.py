@@ -89,10 +89,19 @@ NAMED = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CAUSES))
+# blocking-accepted waits out a stalled echo (about 7 s): the slow tier's rounds below cover
+# it, so the quick tier stays under a minute.
+QUICK_CAUSES = sorted(set(CAUSES) - {"blocking-accepted"})
+
+
+@pytest.mark.parametrize("name", QUICK_CAUSES)
 def test_a_fault_is_named_by_its_first_cause(name, tmp_path):
+    report = grade_program(_cause_target(name), only=(CAUSES[name].shown_on,), results_dir=tmp_path)
+    _assert_named(name, report)
+
+
+def _assert_named(name: str, report) -> None:
     fault = CAUSES[name]
-    report = grade_program(_cause_target(name), only=(fault.shown_on,), results_dir=tmp_path)
     result = report.results[fault.shown_on]
     assert not result.passed and result.cause == fault.cause, _scorecard(report)
     assert result.cause_line in result.evidence
@@ -112,4 +121,4 @@ def test_a_cause_is_named_on_every_round(name, tmp_path):
     report = grade_program(_cause_target(name), only=(fault.shown_on,), results_dir=tmp_path, repeat=3)
     result = report.results[fault.shown_on]
     assert not result.flaky and result.runs == ("FAIL",) * 3, _scorecard(report)
-    assert result.cause == fault.cause
+    _assert_named(name, report)
