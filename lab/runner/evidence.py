@@ -16,9 +16,10 @@ from lab import probes
 
 def snapshot(pid: int, port: int, tree: list[int] | None = None) -> dict:
     """What the kernel says about ``pid`` serving ``port`` right now; ``{"alive": False}``
-    when the process is gone, a zombie or exiting (a main thread that exited alone while
-    others serve is read through one of those: ``probes.live_task``). ``tree``: the processes of the server's tree (a
-    wrapper, prefork workers), whose CPU and RSS are summed into ``cpu`` and ``rss``."""
+    when the process is gone, a zombie or exiting (one whose main thread exited alone while
+    others serve is read through one of those: ``probes.live_task``). ``tree``: the processes
+    of the server's tree (a wrapper, prefork workers), whose CPU and RSS are summed into
+    ``cpu`` and ``rss``."""
     try:
         view = probes.live_task(pid)
         return _snapshot(view, port, [view if member == pid else member for member in tree or [pid]])
