@@ -178,14 +178,9 @@ def parse_schedstat(text: str) -> float:
 def runnable_seconds(pid: int) -> float:
     """Seconds the threads of ``pid`` have been running or waiting to run, summed (threads
     that exited meanwhile are not counted)."""
-    path = f"{PROC}/{pid}/task"
-    try:
-        tids = os.listdir(path)
-    except (FileNotFoundError, ProcessLookupError):
-        raise ProcessGone(pid, path) from None
     total = 0.0
-    for tid in tids:
-        where = f"{path}/{tid}/schedstat"
+    for tid in _task_ids(pid):
+        where = f"{PROC}/{pid}/task/{tid}/schedstat"
         try:
             with open(where, encoding="ascii") as f:
                 text = f.read()
@@ -323,19 +318,24 @@ def thread_states(pid: int) -> list[str]:
     """The state letter of each thread of ``pid`` (/proc/PID/task/TID/stat). A process sent
     SIGSTOP is stopped only once every thread shows ``T``: the signal takes effect when each
     thread next enters the kernel, not when kill() returns."""
-    try:
-        tids = os.listdir(f"{PROC}/{pid}/task")
-    except FileNotFoundError:
-        raise ProcessGone(pid, f"{PROC}/{pid}/task") from None
     states = []
-    for tid in tids:
+    for tid in _task_ids(pid):
         try:
             text = _read(pid, f"task/{tid}/stat")
         except ProcessGone:
             continue  # that thread exited meanwhile
-        stat = _parse_with(lambda t: parse_proc_stat(int(tid), t), text, f"/proc/{pid}/task/{tid}/stat")
+        stat = _parse_with(lambda t: parse_proc_stat(tid, t), text, f"/proc/{pid}/task/{tid}/stat")
         states.append(stat.state)
     return states
+
+
+def _task_ids(pid: int) -> list[int]:
+    """The thread ids of ``pid`` (/proc/PID/task); ProcessGone once it is reaped."""
+    path = f"{PROC}/{pid}/task"
+    try:
+        return [int(name) for name in os.listdir(path)]
+    except (FileNotFoundError, ProcessLookupError):
+        raise ProcessGone(pid, path) from None
 
 
 # -- file descriptors ------------------------------------------------------------------------
@@ -416,19 +416,14 @@ def live_task(pid: int) -> int:
     stat = proc_stat(pid)
     if not stat.exiting:
         return pid
-    path = f"{PROC}/{pid}/task"
     if stat.threads > 1:
-        try:
-            tids = [int(name) for name in os.listdir(path) if int(name) != pid]
-        except (FileNotFoundError, ProcessLookupError):
-            tids = []
-        for tid in tids:
+        for tid in _task_ids(pid):
             try:
-                if not proc_stat(tid).exiting:
+                if tid != pid and not proc_stat(tid).exiting:
                     return tid
             except ProcessGone:
                 continue  # that thread exited meanwhile
-    raise ProcessGone(pid, path)
+    raise ProcessGone(pid, f"{PROC}/{pid}/task")
 
 
 def fds_of_kind(pid: int, kind: str) -> list[FdEntry]:

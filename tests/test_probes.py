@@ -483,19 +483,12 @@ def test_a_vanished_process_is_a_clear_process_lookup_error(reaped_pid, reader):
         reader(reaped_pid)
 
 
-def _wait_for(condition, what: str, seconds: float = 10.0):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"still waiting for {what} after {seconds:g} s"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def zombie_pid():
     """The pid of a child that has exited and is not reaped yet."""
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
-        _wait_for(lambda: probes.proc_stat(child.pid).dead, "the child to exit")
+        _wait_for(lambda: probes.proc_stat(child.pid).dead, "the child to exit", timeout=10.0)
         yield child.pid
     finally:
         child.wait()
@@ -513,7 +506,7 @@ def test_a_live_process_with_every_fd_closed_has_none():
     # The negative control: no fds at all is a possible live state, not a death.
     child = subprocess.Popen([sys.executable, "-c", "import os, time; os.closerange(0, 65536); time.sleep(60)"])
     try:
-        _wait_for(lambda: probes.fd_count(child.pid) == 0, "the child to close its fds")
+        _wait_for(lambda: probes.fd_count(child.pid) == 0, "the child to close its fds", timeout=10.0)
         assert probes.list_fds(child.pid) == [] and probes.socket_inodes(child.pid) == set()
     finally:
         child.kill()
@@ -527,7 +520,7 @@ def main_thread_gone():
             "ctypes.CDLL(None).pthread_exit(None)")
     child = subprocess.Popen([sys.executable, "-c", code])
     try:
-        _wait_for(lambda: probes.proc_stat(child.pid).state == "Z", "the main thread to exit")
+        _wait_for(lambda: probes.proc_stat(child.pid).state == "Z", "the main thread to exit", timeout=10.0)
         yield child.pid
     finally:
         child.kill()

@@ -25,7 +25,7 @@ from lab.units import parse_duration, parse_size
 SANDBOX_DEFAULTS = SandboxLimits()
 
 
-_duration = argument_type(parse_duration)
+_duration, _size = argument_type(parse_duration), argument_type(parse_size)
 
 
 def _ready_timeout(text: str) -> float:
@@ -42,9 +42,11 @@ def _path(text: str) -> Path:
 
 
 def _size_of_at_least(minimum: str):
+    least = parse_size(minimum)
+
     def size(text: str) -> int:
-        value = argument_type(parse_size)(text)
-        if value < parse_size(minimum):
+        value = _size(text)
+        if value < least:
             raise argparse.ArgumentTypeError(f"at least {minimum}, got {text!r}")
         return value
     return size
