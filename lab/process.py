@@ -63,6 +63,10 @@ WRAPPER_EXIT_GRACE = 1.0
 # tree's own listener, which shows in /proc at once, is found without a connection.
 UNSEEN_LISTENER_GRACE = 1.0
 TOKEN_VARIABLE = "LAB_TARGET_TOKEN"
+# A thread in uninterruptible sleep (D) stops only when it leaves it; past this, go on.
+FREEZE_TIMEOUT = 2.0
+# Thread states that run no more code: stopped, stopped by a tracer, exited.
+STOPPED_STATES = frozenset("TtZX")
 _tokens = itertools.count(1)
 _subreaper = False
 
@@ -259,10 +263,20 @@ class ServerProcess:
         elif self.running():
             _kill(self.pid, signum)
 
-    def freeze(self) -> None:
+    def freeze(self) -> bool:
         """SIGSTOP the whole tree: the kernel keeps queueing for it (connections in the
-        backlog, bytes and FINs in socket buffers, signals) until ``thaw``."""
-        self._signal_group(signal.SIGSTOP)
+        backlog, bytes and FINs in socket buffers, signals) until ``thaw``. Waits until every
+        thread has stopped: SIGSTOP takes effect when a thread next runs, and a thread woken
+        in epoll_wait() by it still returns the events that arrived before it got the CPU.
+        False when some thread was still running after FREEZE_TIMEOUT."""
+        pids = self.tree_pids()
+        self._signal_group(signal.SIGSTOP, pids)
+        deadline = time.monotonic() + FREEZE_TIMEOUT
+        while not all(_stopped(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
 
     def thaw(self) -> None:
         self._signal_group(signal.SIGCONT)
@@ -569,3 +583,11 @@ def _read_text(path: Path) -> str:
         return path.read_text(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+def _stopped(pid: int) -> bool:
+    """Whether no thread of ``pid`` runs any more (or it is gone)."""
+    try:
+        return set(probes.thread_states(pid)) <= STOPPED_STATES
+    except probes.ProcessGone:
+        return True

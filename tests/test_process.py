@@ -389,7 +389,8 @@ def test_a_server_built_with_addresssanitizer_starts_under_stdbuf(tmp_path):
 def test_freeze_stops_the_whole_tree_and_thaw_resumes_it(tmp_path):
     with ServerProcess(_sh(f"{_python_line(LISTENER)}; true"), log_dir=tmp_path) as server:
         tree = server.tree_pids()
-        server.freeze()
+        assert server.freeze()  # it returns once every thread has stopped, not when kill() does
+        assert all(set(probes.thread_states(pid)) == {"T"} for pid in tree)
         assert _within(5, lambda: all(probes.proc_stat(pid).state == "T" for pid in tree))
         assert server.running()  # stopped is not dead
         server.thaw()

@@ -298,9 +298,9 @@ def do_shutdown(context: Context, step: Step) -> dict:
 
 
 def do_freeze(context: Context, step: Step) -> dict:
-    context.server.freeze()
+    stopped = context.server.freeze()
     context.frozen = True
-    return {}
+    return {"stopped": stopped}
 
 
 def do_thaw(context: Context, step: Step) -> dict:
